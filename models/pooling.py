@@ -1,0 +1,88 @@
+"""Pooling: how a sequence of tokens becomes one vector per row for the classification head."""
+
+import keras
+from keras import layers, ops
+
+POOLINGS: tuple[str, ...] = ("avg", "max", "cls")
+
+_PACKAGE = "collapse_sweep"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PrependClassToken(layers.Layer):
+    """Puts one learned token in front of every row's tokens, as BERT's [CLS] and ViT do.
+
+    The token starts the same for every row; attention lets it gather what the row's own
+    tokens hold, and its final state is the pooled output (see ``pool_tokens``).
+
+    Args:
+        width: Size of each token vector.
+        **kwargs: Passed to ``keras.layers.Layer``.
+    """
+
+    def __init__(self, *, width: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.width = width
+
+    def build(self, input_shape: tuple) -> None:
+        """Create the class token.
+
+        Args:
+            input_shape: ``(batch, tokens, width)``.
+        """
+        self.token = self.add_weight(shape=(1, 1, self.width), initializer="uniform", name="token")
+
+    def call(self, inputs):
+        """Prepend the class token.
+
+        Args:
+            inputs: ``(batch, tokens, width)``.
+
+        Returns:
+            ``(batch, 1 + tokens, width)`` with the class token first.
+        """
+        batch_size = ops.shape(inputs)[0]
+        token = ops.broadcast_to(self.token, (batch_size, 1, self.width))  # (batch, 1, width)
+        return ops.concatenate([ops.cast(token, inputs.dtype), inputs], axis=1)
+
+    def get_config(self) -> dict:
+        """Return the arguments that rebuild this layer from a saved model."""
+        return {**super().get_config(), "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ClassTokenPooling(layers.Layer):
+    """Keeps the final state of the token that ``PrependClassToken`` put first."""
+
+    def call(self, inputs):
+        """Select the class token.
+
+        Args:
+            inputs: ``(batch, 1 + tokens, width)``.
+
+        Returns:
+            ``(batch, width)``.
+        """
+        return inputs[:, 0, :]
+
+
+def pool_tokens(tokens, pooling: str):
+    """Pool a symbolic ``(batch, tokens, width)`` tensor to ``(batch, width)``.
+
+    Args:
+        tokens: The last block's output, with the class token first when pooling is ``cls``.
+        pooling: One of ``POOLINGS``.
+
+    Returns:
+        The pooled ``(batch, width)`` tensor.
+
+    Raises:
+        ValueError: If ``pooling`` is not one of ``POOLINGS``.
+    """
+    if pooling == "avg":
+        return layers.GlobalAveragePooling1D(name="avg_pool")(tokens)
+    if pooling == "max":
+        return layers.GlobalMaxPooling1D(name="max_pool")(tokens)
+    if pooling == "cls":
+        return ClassTokenPooling(name="cls_pool")(tokens)
+    raise ValueError(f"pooling={pooling!r} is unknown; choose one of {', '.join(POOLINGS)}.")

@@ -1,0 +1,214 @@
+"""The objective: score one trial's parameters by stratified k-fold cross-validation.
+
+For each fold, the scaler is fitted on the training fold only, early stopping watches a
+split carved from the training fold, and the validation fold is used for one thing: the
+predictions that are scored. The mean over folds of the spec's metric is the trial's value;
+the running mean is reported after each fold so that a pruner can stop a weak trial early.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import optuna
+from scipy.special import expit
+
+from data import Dataset, early_stopping_split, make_scaler
+from models import build_classifier
+from sweeps.collapse import CollapseThresholds, FoldMetrics, explain, fold_metrics, summarise
+from sweeps.space import suggest_parameters
+from sweeps.spec import Spec
+from sweeps.tracking import TAG_PREFIX, StudyTracker, TrialRun
+
+logger = logging.getLogger(__name__)
+
+# Parameters that configure training rather than the model's architecture.
+TRAINING_PARAMETERS = ("scaling", "learning_rate", "batch_size")
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldOutcome:
+    """What one fold's training produced.
+
+    Attributes:
+        probabilities: Predicted probability of class 1 for each validation row.
+        history: Per-epoch values by name (``loss``, ``val_loss``), as Keras records them.
+        seconds: Wall time of the fold.
+    """
+
+    probabilities: np.ndarray
+    history: dict[str, list[float]]
+    seconds: float
+
+
+def train_fold(
+    dataset: Dataset,
+    train_index: np.ndarray,
+    validation_index: np.ndarray,
+    params: dict[str, Any],
+    spec: Spec,
+    *,
+    seed: int,
+) -> FoldOutcome:
+    """Train one model on a training fold and predict its validation fold.
+
+    Args:
+        dataset: The whole data file, parsed once per study.
+        train_index: Rows the model may learn from (and stop early on).
+        validation_index: Rows that are only predicted.
+        params: The trial's parameters.
+        spec: The sweep spec (epochs, early stopping).
+        seed: Seeds weights, dropout and the early-stopping split.
+
+    Returns:
+        The validation fold's probabilities and the training curves.
+    """
+    started = time.perf_counter()
+    # Keras keeps every model built in a process in one global graph state; without this,
+    # each trial is slower than the last and memory grows until the sweep dies.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+
+    fit_index, stop_index = early_stopping_split(
+        train_index, dataset.labels, spec.training.early_stopping_fraction, seed
+    )
+    # Fitted on the training fold only: statistics of the validation fold never reach the model.
+    scaler = make_scaler(params["scaling"]).fit(dataset.features[train_index])
+
+    def rows(index: np.ndarray) -> np.ndarray:
+        return scaler.transform(dataset.features[index]).astype(np.float32)
+
+    model_params = {k: v for k, v in params.items() if k not in TRAINING_PARAMETERS}
+    model = build_classifier(sequence_length=dataset.features.shape[1], seed=seed, **model_params)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+    )
+    history = model.fit(
+        rows(fit_index),
+        dataset.labels[fit_index],
+        validation_data=(rows(stop_index), dataset.labels[stop_index]),
+        epochs=spec.training.max_epochs,
+        batch_size=params["batch_size"],
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=spec.training.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        ],
+        verbose=0,
+    )
+    logits = model.predict(rows(validation_index), batch_size=256, verbose=0)  # (rows, 1)
+    return FoldOutcome(
+        probabilities=expit(logits.ravel()),
+        history={name: [float(v) for v in values] for name, values in history.history.items()},
+        seconds=time.perf_counter() - started,
+    )
+
+
+class Objective:
+    """Cross-validates one trial and logs it to MLflow; Optuna calls it once per trial.
+
+    Args:
+        spec: The validated sweep spec.
+        dataset: The data, parsed once for the whole study.
+        folds: (training rows, validation rows) per fold, the same for every trial.
+        tracker: The study's MLflow tracker, already started.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        dataset: Dataset,
+        folds: list[tuple[np.ndarray, np.ndarray]],
+        tracker: StudyTracker,
+    ) -> None:
+        self.spec = spec
+        self.dataset = dataset
+        self.folds = folds
+        self.tracker = tracker
+        self.thresholds = CollapseThresholds(**spec.collapse.model_dump())
+        self.run_tags = {f"{TAG_PREFIX}data_sha256": dataset.sha256}
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest_parameters(trial, self.spec)
+        run = self.tracker.start_trial(trial.number, params, self.run_tags)
+        trial.set_user_attr("mlflow_run_id", run.run_id)
+        state = "FAIL"
+        try:
+            value = self._cross_validate(trial, params, run)
+            state = "COMPLETE"
+            return value
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        finally:
+            run.end(state)
+
+    def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], run: TrialRun) -> float:
+        metric = self.spec.cv.metric
+        results: list[FoldMetrics] = []
+        for fold, (train_index, validation_index) in enumerate(self.folds):
+            outcome = train_fold(
+                self.dataset,
+                train_index,
+                validation_index,
+                params,
+                self.spec,
+                seed=self.spec.seed * 100_003 + trial.number * 101 + fold,
+            )
+            metrics = fold_metrics(
+                self.dataset.labels[validation_index], outcome.probabilities, self.thresholds
+            )
+            results.append(metrics)
+            run.log_fold(fold, metrics, outcome.history)
+            self._record(trial, run, results)
+            logger.info(
+                "trial %d fold %d/%d: %s %.3f, %s, %d epochs, %.1f s",
+                trial.number,
+                fold + 1,
+                len(self.folds),
+                metric,
+                getattr(metrics, metric),
+                "COLLAPSED" if metrics.collapsed else "not collapsed",
+                len(outcome.history.get("loss", [])),
+                outcome.seconds,
+            )
+
+            running_mean = float(np.mean([getattr(result, metric) for result in results]))
+            trial.report(running_mean, step=fold)
+            if trial.should_prune():
+                raise optuna.TrialPruned(
+                    f"mean {metric} {running_mean:.3f} after {fold + 1} folds is below "
+                    "the median of earlier trials"
+                )
+        return float(np.mean([getattr(result, metric) for result in results]))
+
+    def _record(self, trial: optuna.Trial, run: TrialRun, results: list[FoldMetrics]) -> None:
+        """Keep the trial's collapse summary current on both Optuna and MLflow.
+
+        It is rewritten after every fold, so a pruned or failed trial still says how far
+        it got and whether it had collapsed.
+        """
+        summary = summarise(results)
+        explanation = explain(results, self.thresholds)
+        collapsed_folds = int(summary["collapsed_folds"])
+        trial.set_user_attr("collapsed_folds", collapsed_folds)
+        trial.set_user_attr("folds_run", len(results))
+        trial.set_user_attr("collapse", explanation)
+        trial.set_user_attr("majority_share", round(summary["majority_share"], 4))
+        trial.set_user_attr("probability_std", float(f"{summary['probability_std']:.3g}"))
+        run.log(
+            metrics={**summary, "folds_run": len(results)},
+            tags={
+                f"{TAG_PREFIX}collapsed": str(collapsed_folds > 0).lower(),
+                f"{TAG_PREFIX}collapse": explanation,
+            },
+            step=len(results) - 1,
+        )
