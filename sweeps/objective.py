@@ -99,6 +99,9 @@ def train_fold(
             keras.callbacks.EarlyStopping(
                 monitor="val_loss",
                 patience=spec.training.early_stopping_patience,
+                # A model whose output ignores its input only fits the bias, and its loss
+                # creeps down by tiny steps; without a minimum gain it would train to the end.
+                min_delta=spec.training.early_stopping_min_delta,
                 restore_best_weights=True,
             )
         ],

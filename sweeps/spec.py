@@ -106,6 +106,7 @@ class TrainingSection(_Section):
 
     max_epochs: int = Field(30, ge=1)
     early_stopping_patience: int = Field(5, ge=1)
+    early_stopping_min_delta: float = Field(1e-3, ge=0)
     early_stopping_fraction: float = Field(0.15, gt=0, le=0.5)
 
 
