@@ -19,16 +19,13 @@ import optuna
 from scipy.special import expit
 
 from data import Dataset, early_stopping_split, make_scaler
-from models import build_classifier
+from models import build_classifier, build_user_model, outputs_probability
 from sweeps.collapse import CollapseThresholds, FoldMetrics, explain, fold_metrics, summarise
 from sweeps.space import suggest_parameters
-from sweeps.spec import Spec
+from sweeps.spec import TRAINING_PARAMETERS, Spec
 from sweeps.tracking import TAG_PREFIX, StudyTracker, TrialRun
 
 logger = logging.getLogger(__name__)
-
-# Parameters that configure training rather than the model's architecture.
-TRAINING_PARAMETERS = ("scaling", "learning_rate", "batch_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,19 +80,17 @@ def train_fold(
     def rows(index: np.ndarray) -> np.ndarray:
         return scaler.transform(dataset.features[index]).astype(np.float32)
 
-    model_params = {k: v for k, v in params.items() if k not in TRAINING_PARAMETERS}
-    model = build_classifier(sequence_length=dataset.features.shape[1], seed=seed, **model_params)
+    x_fit = rows(fit_index)
+    model = _build_model(params, spec, x_fit, seed=seed)
+    # The user's posted model ends in a sigmoid; every other model outputs a logit.
+    from_logits = not outputs_probability(model)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
+        loss=keras.losses.BinaryCrossentropy(from_logits=from_logits),
     )
-    history = model.fit(
-        rows(fit_index),
-        dataset.labels[fit_index],
-        validation_data=(rows(stop_index), dataset.labels[stop_index]),
-        epochs=spec.training.max_epochs,
-        batch_size=params["batch_size"],
-        callbacks=[
+    callbacks = []
+    if spec.training.early_stopping_patience is not None:
+        callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor="val_loss",
                 patience=spec.training.early_stopping_patience,
@@ -104,15 +99,37 @@ def train_fold(
                 min_delta=spec.training.early_stopping_min_delta,
                 restore_best_weights=True,
             )
-        ],
+        )
+    history = model.fit(
+        x_fit,
+        dataset.labels[fit_index],
+        validation_data=(rows(stop_index), dataset.labels[stop_index]),
+        epochs=spec.training.max_epochs,
+        batch_size=params["batch_size"],
+        callbacks=callbacks,
         verbose=0,
     )
-    logits = model.predict(rows(validation_index), batch_size=256, verbose=0)  # (rows, 1)
+    outputs = model.predict(rows(validation_index), batch_size=256, verbose=0).ravel()
     return FoldOutcome(
-        probabilities=expit(logits.ravel()),
+        probabilities=expit(outputs) if from_logits else outputs,
         history={name: [float(v) for v in values] for name, values in history.history.items()},
         seconds=time.perf_counter() - started,
     )
+
+
+def _build_model(
+    params: dict[str, Any], spec: Spec, x_fit: np.ndarray, *, seed: int
+) -> keras.Model:
+    """The trial's model: the searched transformer, or the user's posted one."""
+    if spec.model == "user":
+        return build_user_model(
+            sequence_length=x_fit.shape[1], embed_dim=spec.user_model.embed_dim
+        )
+    model_params = {k: v for k, v in params.items() if k not in TRAINING_PARAMETERS}
+    if params.get("embedding") == "ple":
+        # Quantile bins come from the rows the model fits on, never from the validation fold.
+        model_params["adapt_features"] = x_fit
+    return build_classifier(sequence_length=x_fit.shape[1], seed=seed, **model_params)
 
 
 class Objective:
@@ -170,7 +187,7 @@ class Objective:
                 self.dataset.labels[validation_index], outcome.probabilities, self.thresholds
             )
             results.append(metrics)
-            run.log_fold(fold, metrics, outcome.history)
+            run.log_fold(fold, metrics, outcome.history, seconds=outcome.seconds)
             self._record(trial, run, results)
             logger.info(
                 "trial %d fold %d/%d: %s %.3f, %s, %d epochs, %.1f s",

@@ -21,10 +21,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # These names mirror models.EMBEDDINGS / models.POOLINGS and data.SCALINGS; a test keeps
 # them equal. They are spelled out here so that loading a spec never imports Keras.
-EMBEDDINGS = ("token", "linear", "patch")
-POOLINGS = ("avg", "max", "cls")
+EMBEDDINGS = ("token", "linear", "feature", "periodic", "ple", "patch", "conv")
+POOLINGS = ("avg", "max", "cls", "attention", "flatten")
 SCALINGS = ("none", "standard", "minmax", "robust", "per-sample")
 METRICS = ("balanced_accuracy", "roc_auc", "mcc")
+# Parameters of training rather than of the architecture; the only ones the user's posted
+# model (whose layers are fixed) takes.
+TRAINING_PARAMETERS = ("scaling", "learning_rate", "batch_size")
 
 
 class SpecError(ValueError):
@@ -61,6 +64,25 @@ PARAMETERS: dict[str, Parameter] = {
     "embedding": _choice(EMBEDDINGS, "linear"),
     "patch_length": Parameter(
         int, "an integer >= 1", 16, lambda v: v >= 1, belongs_to=("embedding", "patch")
+    ),
+    # None: patches side by side (stride = patch_length).
+    "patch_stride": Parameter(
+        int, "an integer >= 1", None, lambda v: v >= 1, belongs_to=("embedding", "patch")
+    ),
+    "periodic_sigma": Parameter(
+        float, "a number > 0", 1.0, lambda v: v > 0, belongs_to=("embedding", "periodic")
+    ),
+    "periodic_frequencies": Parameter(
+        int, "an integer >= 1", 16, lambda v: v >= 1, belongs_to=("embedding", "periodic")
+    ),
+    "ple_bins": Parameter(
+        int, "an integer >= 2", 8, lambda v: v >= 2, belongs_to=("embedding", "ple")
+    ),
+    "conv_kernel_size": Parameter(
+        int, "an integer >= 1", 7, lambda v: v >= 1, belongs_to=("embedding", "conv")
+    ),
+    "conv_stride": Parameter(
+        int, "an integer >= 1", 4, lambda v: v >= 1, belongs_to=("embedding", "conv")
     ),
     "scaling": _choice(SCALINGS, "standard"),
     "learning_rate": Parameter(float, "a number in (0, 1]", 1e-3, lambda v: 0 < v <= 1),
@@ -105,7 +127,8 @@ class TrainingSection(_Section):
     """How each fold's model is trained."""
 
     max_epochs: int = Field(30, ge=1)
-    early_stopping_patience: int = Field(5, ge=1)
+    # None trains every epoch with no early stopping, as the user's posted script does.
+    early_stopping_patience: int | None = Field(5, ge=1)
     early_stopping_min_delta: float = Field(1e-3, ge=0)
     early_stopping_fraction: float = Field(0.15, gt=0, le=0.5)
 
@@ -120,7 +143,8 @@ class CollapseSection(_Section):
 class SamplerSection(_Section):
     """Which Optuna sampler proposes trials."""
 
-    name: Literal["tpe", "random"] = "tpe"
+    # grid tries every combination of the searched choices, for small comparisons.
+    name: Literal["tpe", "random", "grid"] = "tpe"
     startup_trials: int = Field(8, ge=0)
 
 
@@ -130,6 +154,13 @@ class PrunerSection(_Section):
     name: Literal["median", "none"] = "median"
     startup_trials: int = Field(4, ge=0)
     warmup_folds: int = Field(1, ge=0)
+
+
+class UserModelSection(_Section):
+    """Settings of the user's posted model, used when ``model`` is ``user``."""
+
+    # None: the sequence length, as posted; a small value gives a twin that runs in seconds.
+    embed_dim: int | None = Field(None, ge=2)
 
 
 class SearchRange(_Section):
@@ -150,6 +181,9 @@ class Spec(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     seed: int = 0
+    # transformer: the searched classifier; user: the posted IMDB-style model, as it was.
+    model: Literal["transformer", "user"] = "transformer"
+    user_model: UserModelSection = UserModelSection()
     data: DataSection = DataSection()
     budget: BudgetSection = BudgetSection()
     cv: CrossValidationSection = CrossValidationSection()
@@ -164,8 +198,27 @@ class Spec(_Section):
         """Every parameter that is not searched: the spec's fixed values over the defaults."""
         values = {name: parameter.default for name, parameter in PARAMETERS.items()}
         values.update(self.fixed)
-        fixed = {name: value for name, value in values.items() if name not in self.search}
-        return {name: value for name, value in fixed.items() if applies(name, fixed)}
+        if self.model == "user":
+            values = {name: values[name] for name in TRAINING_PARAMETERS}
+        fixed = {
+            name: value
+            for name, value in values.items()
+            if name not in self.search and value is not None
+        }
+        return {
+            name: value
+            for name, value in fixed.items()
+            if applies(name, fixed) and self._may_apply(name)
+        }
+
+    def _may_apply(self, name: str) -> bool:
+        """False for a parameter of a choice that the search never makes."""
+        belongs_to = PARAMETERS[name].belongs_to
+        if belongs_to is None:
+            return True
+        parent, value = belongs_to
+        choices = self.search.get(parent)
+        return not isinstance(choices, list) or value in choices
 
     def resolved(self) -> dict[str, Any]:
         """The spec as it runs: every section filled in, defaults made explicit."""
@@ -286,6 +339,15 @@ def _check_parameters(spec: Spec, source: str) -> None:
                 raise SpecError(
                     f"{source}: unknown parameter '{section}.{name}'; known parameters: {known}"
                 )
+    if spec.model == "user":
+        for section, names in (("search", spec.search), ("fixed", spec.fixed)):
+            for name in names:
+                if name not in TRAINING_PARAMETERS:
+                    raise SpecError(
+                        f"{source}: '{section}.{name}' does not apply to model: user, whose "
+                        f"layers are fixed as posted; it takes {', '.join(TRAINING_PARAMETERS)} "
+                        "(and user_model.embed_dim)"
+                    )
     for name in spec.search.keys() & spec.fixed.keys():
         raise SpecError(
             f"{source}: parameter '{name}' is both searched and fixed; keep it in one of "
@@ -312,6 +374,15 @@ def _check_parameters(spec: Spec, source: str) -> None:
                 f"'search.{parent}' never chooses; add {value!r} to it or remove {name}"
             )
 
+    if spec.sampler.name == "grid":
+        for name, domain in spec.search.items():
+            if not isinstance(domain, list):
+                raise SpecError(
+                    f"{source}: 'search.{name}' is a range, but sampler grid needs a list of "
+                    "choices for every searched parameter; list the values to try"
+                )
+    if spec.model == "user":
+        return
     for width, num_heads in itertools.product(
         possible_values(spec, "width"), possible_values(spec, "num_heads")
     ):
@@ -320,6 +391,19 @@ def _check_parameters(spec: Spec, source: str) -> None:
                 f"{source}: width {width} is not divisible by num_heads {num_heads}, which "
                 "the attention needs (each head gets width / num_heads); choose widths that "
                 "every head count divides"
+            )
+    # A stride longer than its window would skip values between windows.
+    for stride_name, window_name in (
+        ("patch_stride", "patch_length"),
+        ("conv_stride", "conv_kernel_size"),
+    ):
+        strides = possible_values(spec, stride_name)
+        windows = possible_values(spec, window_name)
+        if strides and windows and max(strides) > min(windows):
+            raise SpecError(
+                f"{source}: {stride_name} can be {max(strides)} but {window_name} can be "
+                f"{min(windows)}, and a stride longer than its window skips values; keep "
+                f"every {stride_name} at or below every {window_name}"
             )
 
 
@@ -373,7 +457,8 @@ def possible_values(spec: Spec, name: str) -> list[Any]:
     """
     domain = spec.search.get(name)
     if domain is None:
-        return [spec.fixed_parameters()[name]]
+        fixed = spec.fixed_parameters()
+        return [fixed[name]] if name in fixed else []
     if isinstance(domain, list):
         return list(domain)
     if PARAMETERS[name].kind is int and not domain.log:

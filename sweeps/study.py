@@ -54,6 +54,8 @@ def make_sampler(spec: Spec, *, worker: int = 0) -> optuna.samplers.BaseSampler:
         The sampler.
     """
     seed = spec.seed + worker
+    if spec.sampler.name == "grid":
+        return optuna.samplers.GridSampler(dict(spec.search), seed=seed)
     if spec.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.sampler.startup_trials)

@@ -284,7 +284,12 @@ class TrialRun:
         )
 
     def log_fold(
-        self, fold: int, metrics: FoldMetrics, history: Mapping[str, Iterable[float]]
+        self,
+        fold: int,
+        metrics: FoldMetrics,
+        history: Mapping[str, Iterable[float]],
+        *,
+        seconds: float,
     ) -> None:
         """Log one fold's metrics and its per-epoch training curves.
 
@@ -296,11 +301,12 @@ class TrialRun:
             fold: The fold's index.
             metrics: The fold's validation metrics.
             history: Keras' history: per-epoch values by name (``loss``, ``val_loss``).
+            seconds: The fold's wall time, logged with its epoch count to compare speeds.
         """
         now = int(time.time() * 1000)
-        entries = [
-            Metric(f"fold/{key}", value, now, fold) for key, value in metrics.as_dict().items()
-        ]
+        epochs = len(next(iter(history.values()), []))
+        values = {**metrics.as_dict(), "seconds": seconds, "epochs": epochs}
+        entries = [Metric(f"fold/{key}", value, now, fold) for key, value in values.items()]
         for name, values in history.items():
             entries += [
                 Metric(f"{name}/fold_{fold}", float(value), now, epoch)

@@ -63,3 +63,33 @@ def test_build_user_model_still_outputs_probability_after_saving(user_model, tmp
 def test_build_user_model_refuses_a_width_of_one():
     with pytest.raises(ValueError, match="sequence_length=1 must be >= 2"):
         build_user_model(sequence_length=1)
+
+
+def test_build_user_model_twin_keeps_the_structure_with_narrower_tokens():
+    twin = build_user_model(sequence_length=SEQUENCE_LENGTH, embed_dim=4)
+    block = twin.get_layer("block_0")
+    embedding = twin.get_layer("embedding")
+
+    # The id table keeps sequence_length rows; only the width (and key_dim) shrink.
+    assert embedding.table.embeddings.shape == (SEQUENCE_LENGTH, 4)
+    assert embedding.positions.shape == (SEQUENCE_LENGTH, 4)
+    assert block.attention.query_dense.kernel.shape == (4, 2, 4)
+    assert block.ff_hidden.kernel.shape == (4, 4)
+    assert block.dropout_rate == pytest.approx(1e-6)
+    dense_layers = [layer for layer in twin.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense_layers] == [20, 1]
+    assert outputs_probability(twin)
+
+
+def test_build_user_model_twin_gives_every_scaled_row_the_same_output():
+    twin = build_user_model(sequence_length=SEQUENCE_LENGTH, embed_dim=4)
+    rows = np.random.default_rng(2).random((16, SEQUENCE_LENGTH)).astype("float32")
+
+    probabilities = twin.predict(rows, verbose=0)
+
+    np.testing.assert_array_equal(probabilities, np.broadcast_to(probabilities[0], (16, 1)))
+
+
+def test_build_user_model_refuses_an_embed_dim_of_one():
+    with pytest.raises(ValueError, match="embed_dim=1 must be >= 2"):
+        build_user_model(sequence_length=SEQUENCE_LENGTH, embed_dim=1)

@@ -20,9 +20,13 @@ def demo(tmp_path_factory):
     return read_dataset(path)
 
 
-def _first_fold(demo, params, max_epochs):
+def _first_fold(demo, params, max_epochs, **spec_keys):
     spec = parse_spec(
-        {"name": "t", "training": {"max_epochs": max_epochs, "early_stopping_patience": 5}}
+        {
+            "name": "t",
+            "training": {"max_epochs": max_epochs, "early_stopping_patience": 5},
+            **spec_keys,
+        }
     )
     train_index, validation_index = stratified_folds(demo.labels, 5, seed=0)[0]
     base = spec.fixed_parameters()
@@ -62,3 +66,17 @@ def test_train_fold_patch_embedding_learns_demo(demo):
     assert not metrics.collapsed
     assert metrics.predicted_classes == 2
     assert metrics.balanced_accuracy > 0.75
+
+
+@pytest.mark.slow
+def test_train_fold_user_model_twin_collapses_on_demo(demo):
+    # The posted model's structure with a small embed_dim, trained on unscaled values.
+    metrics = _first_fold(
+        demo,
+        {"scaling": "none", "batch_size": 10},
+        max_epochs=2,
+        model="user",
+        user_model={"embed_dim": 16},
+    )
+    assert metrics.collapsed
+    assert metrics.probability_std < 1e-6

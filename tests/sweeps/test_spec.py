@@ -62,6 +62,28 @@ def test_load_spec_invalid_yaml_names_file(tmp_path):
             {"search": {"embedding": ["token"], "patch_length": {"low": 4, "high": 8}}},
             r"'search.embedding' never chooses",
         ),
+        (
+            {
+                "search": {"embedding": ["patch"], "patch_stride": [4, 16]},
+                "fixed": {"patch_length": 8},
+            },
+            r"patch_stride can be 16 but patch_length can be 8",
+        ),
+        (
+            {
+                "search": {"embedding": ["conv"], "conv_kernel_size": {"low": 3, "high": 9}},
+                "fixed": {"conv_stride": 4},
+            },
+            r"conv_stride can be 4 but conv_kernel_size can be 3",
+        ),
+        ({"model": "user", "search": {"width": [16, 32]}}, r"'search.width' does not apply"),
+        ({"model": "user", "fixed": {"embedding": "linear"}}, r"does not apply to model: user"),
+        ({"model": "bert"}, r"key 'model': .*'transformer' or 'user'"),
+        (
+            {"sampler": {"name": "grid"}, "search": {"depth": {"low": 1, "high": 2}}},
+            r"'search.depth' is a range, but sampler grid needs a list",
+        ),
+        ({"model": "user", "user_model": {"embed_dim": 1}}, r"user_model.embed_dim"),
     ],
 )
 def test_parse_spec_bad_value_names_key(raw, message):
@@ -97,6 +119,27 @@ def test_spec_fixed_parameters_drop_what_does_not_apply():
     assert parse_spec({"name": "t", "fixed": {"embedding": "patch"}}).fixed_parameters()[
         "patch_length"
     ]
+
+
+def test_spec_user_model_takes_only_training_parameters():
+    spec = parse_spec(
+        {"name": "t", "model": "user", "fixed": {"scaling": "none", "batch_size": 10}}
+    )
+    assert spec.fixed_parameters() == {"scaling": "none", "learning_rate": 1e-3, "batch_size": 10}
+    assert spec.training.early_stopping_patience == 5
+    assert (
+        parse_spec(
+            {"name": "t", "training": {"early_stopping_patience": None}}
+        ).training.early_stopping_patience
+        is None
+    )
+
+
+def test_spec_fixed_parameters_leave_out_choices_never_made():
+    spec = parse_spec({"name": "t", "search": {"embedding": ["linear", "periodic"]}})
+    fixed = spec.fixed_parameters()
+    assert "periodic_sigma" in fixed
+    assert not {"patch_length", "ple_bins", "conv_stride"} & set(fixed)
 
 
 def test_possible_values_enumerates_integer_ranges():

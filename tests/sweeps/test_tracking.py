@@ -65,7 +65,8 @@ def test_study_tracker_nests_trial_runs_and_closes_them(tracker):
     for number, state in outcomes.items():
         run = tracker.start_trial(number, {"embedding": "patch", "width": 16}, {"k": "v"})
         metrics = fold_metrics(np.array([0, 1, 0, 1]), np.array([0.2, 0.8, 0.3, 0.6]), thresholds)
-        run.log_fold(0, metrics, {"loss": [0.9, 0.7, 0.6], "val_loss": [1.0, 0.8, 0.9]})
+        history = {"loss": [0.9, 0.7, 0.6], "val_loss": [1.0, 0.8, 0.9]}
+        run.log_fold(0, metrics, history, seconds=2.5)
         run.end(state)
     tracker.end_study()
 
@@ -79,6 +80,8 @@ def test_study_tracker_nests_trial_runs_and_closes_them(tracker):
     first = trial_runs[0]
     assert first.data.params == {"embedding": "patch", "width": "16"}
     assert first.data.metrics["fold/balanced_accuracy"] == 1.0
+    assert first.data.metrics["fold/epochs"] == 3
+    assert first.data.metrics["fold/seconds"] == 2.5
     curve = client.get_metric_history(first.info.run_id, "val_loss/fold_0")
     assert [(m.step, m.value) for m in curve] == [(0, 1.0), (1, 0.8), (2, 0.9)]
     assert client.get_run(parent).data.params == {"folds": "2"}
