@@ -239,11 +239,9 @@ def _log_outcome(study: optuna.Study, spec: Spec) -> None:
         best.user_attrs.get("collapsed_folds", 0),
         best.params,
     )
-    fixed = spec.fixed_parameters()
     for name in ("embedding", "scaling", "pooling"):
-        logger.info(
-            "collapse by %s: %s", name, collapse_by_parameter(study, name, fixed.get(name))
-        )
+        if name in spec.search:
+            logger.info("collapse by %s: %s", name, collapse_by_parameter(study, name))
     logger.info("see the runs with `make ui` and the study with `make dashboard`")
 
 

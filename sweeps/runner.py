@@ -102,20 +102,19 @@ def run_until_budget(
     return ran
 
 
-def collapse_by_parameter(study: optuna.Study, name: str, fixed_value: object = None) -> str:
+def collapse_by_parameter(study: optuna.Study, name: str) -> str:
     """A one-line tally of collapsed trials for each value of one parameter.
 
     Args:
         study: The study.
-        name: A parameter, e.g. ``embedding``.
-        fixed_value: Its value in trials that did not sample it.
+        name: A searched parameter, e.g. ``embedding``.
 
     Returns:
         For example ``embedding=token: 4/4 collapsed, embedding=patch: 0/6 collapsed``.
     """
     tally: dict[object, list[int]] = collections.defaultdict(lambda: [0, 0])
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        counts = tally[trial.params.get(name, fixed_value)]
+        counts = tally[trial.params.get(name)]
         counts[0] += trial.user_attrs.get("collapsed_folds", 0) > 0
         counts[1] += 1
     return ", ".join(
