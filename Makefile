@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install sweep demo test lint format ui dashboard
+.PHONY: help install sweep report demo test lint format ui dashboard
 
 help: ## List the targets and the variables they take
 	@echo "usage: make TARGET [VARIABLE=value ...]"
@@ -45,6 +45,10 @@ demo: $(DEMO_DATA) ## Write the demo dataset (581 rows x 846 values) if it is ab
 sweep: $(INSTALLED) $(if $(filter $(DEMO_DATA),$(DATA)),$(DEMO_DATA)) ## Run or resume the study (SPEC=, DATA=, TRIALS=, STUDY=)
 	$(BIN)/sweep run --spec $(SPEC) --data $(DATA) --storage $(STORAGE) \
 		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STUDY),--study $(STUDY))
+
+report: $(INSTALLED) ## Print the study's report and save it to reports/ (SPEC=, DATA=, STUDY=, STORAGE=)
+	$(BIN)/sweep report --spec $(SPEC) --data $(DATA) --storage $(STORAGE) \
+		$(if $(STUDY),--study $(STUDY))
 
 test: $(INSTALLED) ## Run the test suite (PYTEST_ARGS= passes options to pytest)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ import optuna
 import yaml
 
 from data import DataError, check_fold_counts, read_dataset, stratified_folds
+from sweeps.baselines import log_baselines
 from sweeps.spec import BudgetSection, Spec, SpecError, load_spec
 from sweeps.study import (
     DEFAULT_STORAGE,
@@ -48,6 +49,13 @@ Running the same command again resumes the study; --trials is the study's total 
 Look at the results with `make ui` (MLflow) and `make dashboard` (optuna-dashboard).
 """
 
+_REPORT_EXAMPLES = """\
+examples:
+  sweep report                                 the default study on the demo data
+  sweep report --data bigset.xlsx --top 10     the study `sweep run --data bigset.xlsx` ran
+  sweep report --study default-demo --out r.md a study by name, written to r.md
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line, with a --help for every subcommand."""
@@ -69,46 +77,77 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_study_arguments(run)
     run.add_argument(
+        "--trials",
+        type=_positive_int,
+        help="the study's total trial budget, overriding the spec's budget.trials",
+    )
+    run.set_defaults(handler=_run)
+
+    report = commands.add_parser(
+        "report",
+        help="report a study: best trials, collapse by parameter, importances, baselines",
+        description="Report a study: its best trials, the collapse rate of each searched "
+        "parameter value, parameter importances, and the baselines. The report is printed, "
+        "written as Markdown, logged to the study's MLflow parent run and saved as the "
+        "study's note in optuna-dashboard.",
+        epilog=_REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_study_arguments(report)
+    report.add_argument(
+        "--out", type=Path, help="Markdown file to write (default: reports/<study>.md)"
+    )
+    report.add_argument(
+        "--top",
+        type=_positive_int,
+        default=5,
+        help="how many of the best trials to list (default: %(default)s)",
+    )
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def _add_study_arguments(command: argparse.ArgumentParser) -> None:
+    """The options that name a study and its stores, shared by run and report."""
+    command.add_argument(
         "--spec",
         type=Path,
         default=Path("sweeps/default.yaml"),
         help="sweep spec (YAML): search space, folds, epochs, collapse thresholds, sampler, "
         "pruner, budget (default: %(default)s)",
     )
-    run.add_argument(
+    command.add_argument(
         "--data",
         type=Path,
         default=Path("data/demo.xlsx"),
         help=".xlsx or .csv; by default no header, the label in column 0 and the ordered "
         "values after it (default: %(default)s)",
     )
-    run.add_argument(
-        "--trials",
-        type=_positive_int,
-        help="the study's total trial budget, overriding the spec's budget.trials",
-    )
-    run.add_argument(
+    command.add_argument(
         "--study",
         help="study name (default: the spec's name and the data file's stem, e.g. "
         "default-demo); the same name resumes the same study",
     )
-    run.add_argument(
+    command.add_argument(
         "--storage",
         default=DEFAULT_STORAGE,
         help="Optuna storage: a journal file path, or a database URL such as "
         "postgresql://user:password@host/db (default: %(default)s)",
     )
-    run.add_argument(
+    command.add_argument(
         "--tracking-config",
         type=Path,
         default=Path("mlflow.yaml"),
         help="MLflow settings; MLFLOW_TRACKING_URI overrides its tracking_uri "
         "(default: %(default)s)",
     )
-    run.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
-    run.set_defaults(handler=_run)
-    return parser
+    command.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
+
+
+def _study_name(args: argparse.Namespace, spec: Spec) -> str:
+    return args.study or f"{spec.name}-{Path(args.data).stem}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -144,7 +183,7 @@ def _run(args: argparse.Namespace) -> int:
     tracking = load_tracking_config(
         args.tracking_config if args.tracking_config.exists() else None
     )
-    study_name = args.study or f"{spec.name}-{Path(args.data).stem}"
+    study_name = _study_name(args, spec)
 
     storage_label = redact(args.storage)
     study = load_or_create_study(open_storage(args.storage), study_name, spec)
@@ -199,6 +238,11 @@ def _run(args: argparse.Namespace) -> int:
     study.set_user_attr("data_sha256", dataset.sha256)
     study.set_user_attr("data_file", str(args.data))
     study.set_user_attr("spec", spec.resolved())
+    try:
+        log_baselines(study, tracker, spec, dataset)
+    except Exception:
+        # Baselines only give the trials a scale; losing them must not cost the study.
+        logger.exception("the baselines could not be scored; the sweep goes on without them")
 
     # Imported here: TensorFlow takes seconds to load, which --help and bad input need not wait.
     from sweeps.objective import Objective
@@ -220,6 +264,27 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         tracker.end_study(status)
     _log_outcome(study, spec)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sweeps.report import ReportError, load_study, make_report, publish_report
+
+    study_name = _study_name(args, load_spec(args.spec))
+    try:
+        study = load_study(args.storage, study_name)
+    except ReportError as error:
+        logger.error("%s", error)
+        return EXIT_BAD_INPUT
+    tracking = load_tracking_config(
+        args.tracking_config if args.tracking_config.exists() else None
+    )
+    report = make_report(study, top=args.top, tracking=tracking)
+    publish_report(
+        study, report, out=args.out or Path("reports") / f"{study_name}.md", tracking=tracking
+    )
+    # The report is this command's output, so it goes to stdout; progress goes to the log.
+    sys.stdout.write(report.text())
     return 0
 
 

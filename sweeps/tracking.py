@@ -20,7 +20,7 @@ from typing import Any
 
 import mlflow
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from sweeps.collapse import FoldMetrics
@@ -227,6 +227,42 @@ class StudyTracker:
         trial_run = TrialRun(self.client, run.info.run_id)
         trial_run.log(params=params)
         return trial_run
+
+    def start_baseline(self, name: str, params: Mapping[str, Any]) -> TrialRun:
+        """Open the child run of one baseline model under the study's parent run.
+
+        Args:
+            name: The baseline's name, e.g. ``majority`` or ``logistic``.
+            params: What defines the baseline (its estimator and settings).
+
+        Returns:
+            The open run; set its status when the baseline is scored.
+        """
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"baseline-{name}",
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                f"{TAG_PREFIX}role": "baseline",
+                f"{TAG_PREFIX}baseline": name,
+                f"{TAG_PREFIX}study": self.study_name,
+            },
+        )
+        baseline_run = TrialRun(self.client, run.info.run_id)
+        baseline_run.log(params=params)
+        return baseline_run
+
+    def finished_baselines(self) -> dict[str, Run]:
+        """The baseline runs already scored under this study's parent run, by name."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' "
+                f"AND tags.`{TAG_PREFIX}role` = 'baseline' "
+                "AND attributes.status = 'FINISHED'"
+            ),
+        )
+        return {run.data.tags[f"{TAG_PREFIX}baseline"]: run for run in runs}
 
     @property
     def experiment_name(self) -> str:

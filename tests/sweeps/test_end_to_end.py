@@ -95,12 +95,12 @@ def test_main_study_logs_every_trial_and_resumes(spec_path, small_data, stores):
         )
         == 2
     )
-    assert len(_runs(stores, "e2e-small")[1]) == 3
+    assert len(_runs(stores, "e2e-small")[1]) == 5  # parent, 2 trials, 2 baselines
 
     # A larger budget from the command line adds only the difference.
     assert main(run_args(spec_path, small_data, stores, "--trials", "3")) == 0
     client, runs = _runs(stores, "e2e-small")
-    assert len(runs) == 4
+    assert len(runs) == 6
     assert len([r for r in runs if r.data.tags["collapse_sweep.role"] == "study"]) == 1
     assert all(run.info.status == "FINISHED" for run in runs)
 
