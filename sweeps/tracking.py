@@ -212,21 +212,16 @@ class StudyTracker:
         Returns:
             The open run; call ``end`` on it whatever happens.
         """
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"trial-{trial_number:04d}",
-            tags={
+        return self._start_child(
+            f"trial-{trial_number:04d}",
+            params,
+            {
                 **tags,
-                "mlflow.parentRunId": self.parent_run_id,
                 f"{TAG_PREFIX}role": "trial",
-                f"{TAG_PREFIX}study": self.study_name,
                 f"{TAG_PREFIX}trial_number": str(trial_number),
                 f"{TAG_PREFIX}trial_state": "RUNNING",
             },
         )
-        trial_run = TrialRun(self.client, run.info.run_id)
-        trial_run.log(params=params)
-        return trial_run
 
     def start_baseline(self, name: str, params: Mapping[str, Any]) -> TrialRun:
         """Open the child run of one baseline model under the study's parent run.
@@ -238,19 +233,27 @@ class StudyTracker:
         Returns:
             The open run; set its status when the baseline is scored.
         """
+        return self._start_child(
+            f"baseline-{name}",
+            params,
+            {f"{TAG_PREFIX}role": "baseline", f"{TAG_PREFIX}baseline": name},
+        )
+
+    def _start_child(
+        self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> TrialRun:
         run = self.client.create_run(
             self.experiment_id,
-            run_name=f"baseline-{name}",
+            run_name=run_name,
             tags={
+                **tags,
                 "mlflow.parentRunId": self.parent_run_id,
-                f"{TAG_PREFIX}role": "baseline",
-                f"{TAG_PREFIX}baseline": name,
                 f"{TAG_PREFIX}study": self.study_name,
             },
         )
-        baseline_run = TrialRun(self.client, run.info.run_id)
-        baseline_run.log(params=params)
-        return baseline_run
+        child = TrialRun(self.client, run.info.run_id)
+        child.log(params=params)
+        return child
 
     def finished_baselines(self) -> dict[str, Run]:
         """The baseline runs already scored under this study's parent run, by name."""
