@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from data import Dataset, stratified_folds
+from data import Dataset
 from sweeps.collapse import CollapseThresholds, FoldMetrics, explain, fold_metrics, summarise
 from sweeps.spec import Spec
 from sweeps.tracking import TAG_PREFIX, StudyTracker
@@ -124,7 +124,12 @@ def cross_validate_baseline(
 
 
 def log_baselines(
-    study: optuna.Study, tracker: StudyTracker, spec: Spec, dataset: Dataset
+    study: optuna.Study,
+    tracker: StudyTracker,
+    spec: Spec,
+    dataset: Dataset,
+    *,
+    folds: list[tuple[np.ndarray, np.ndarray]],
 ) -> dict[str, dict[str, float]]:
     """Score and log the baselines once per study; a resumed study reuses the first ones.
 
@@ -135,15 +140,14 @@ def log_baselines(
     Args:
         study: The study; its user attributes receive the mean metrics.
         tracker: The study's tracker, after ``start_study``.
-        spec: The sweep spec, which gives the folds, the seed and the collapse thresholds.
+        spec: The sweep spec, which gives the seed and the collapse thresholds.
         dataset: The study's data.
+        folds: The very folds the trials are scored on.
 
     Returns:
         Each baseline's mean metrics, by name, whether scored now or earlier.
     """
     thresholds = CollapseThresholds(**spec.collapse.model_dump())
-    # The same call as the objective's, so the baselines see exactly the trials' folds.
-    folds = stratified_folds(dataset.labels, spec.cv.folds, spec.seed)
     finished = tracker.finished_baselines()
     summaries: dict[str, dict[str, float]] = {}
     for name in BASELINES:

@@ -29,6 +29,7 @@ from sweeps.study import (
 from sweeps.tracking import (
     TAG_PREFIX,
     StudyTracker,
+    TrackingConfig,
     TrackingConfigError,
     load_tracking_config,
     redact,
@@ -146,6 +147,12 @@ def _add_study_arguments(command: argparse.ArgumentParser) -> None:
     command.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
 
 
+def _tracking_config(args: argparse.Namespace) -> TrackingConfig:
+    # Without an mlflow.yaml (run outside the repository), the built-in defaults apply.
+    config = args.tracking_config
+    return load_tracking_config(config if config.exists() else None)
+
+
 def _study_name(args: argparse.Namespace, spec: Spec) -> str:
     return args.study or f"{spec.name}-{Path(args.data).stem}"
 
@@ -180,9 +187,7 @@ def _run(args: argparse.Namespace) -> int:
         sheet=spec.data.sheet,
     )
     check_fold_counts(dataset, spec.cv.folds)
-    tracking = load_tracking_config(
-        args.tracking_config if args.tracking_config.exists() else None
-    )
+    tracking = _tracking_config(args)
     study_name = _study_name(args, spec)
 
     storage_label = redact(args.storage)
@@ -238,8 +243,10 @@ def _run(args: argparse.Namespace) -> int:
     study.set_user_attr("data_sha256", dataset.sha256)
     study.set_user_attr("data_file", str(args.data))
     study.set_user_attr("spec", spec.resolved())
+    # One set of folds for the baselines and every trial, so their scores compare.
+    folds = stratified_folds(dataset.labels, spec.cv.folds, spec.seed)
     try:
-        log_baselines(study, tracker, spec, dataset)
+        log_baselines(study, tracker, spec, dataset, folds=folds)
     except Exception:
         # Baselines only give the trials a scale; losing them must not cost the study.
         logger.exception("the baselines could not be scored; the sweep goes on without them")
@@ -248,7 +255,6 @@ def _run(args: argparse.Namespace) -> int:
     from sweeps.objective import Objective
     from sweeps.runner import SweepError, run_until_budget
 
-    folds = stratified_folds(dataset.labels, spec.cv.folds, spec.seed)
     objective = Objective(spec, dataset, folds, tracker)
     status = "FAILED"
     try:
@@ -276,9 +282,7 @@ def _report(args: argparse.Namespace) -> int:
     except ReportError as error:
         logger.error("%s", error)
         return EXIT_BAD_INPUT
-    tracking = load_tracking_config(
-        args.tracking_config if args.tracking_config.exists() else None
-    )
+    tracking = _tracking_config(args)
     report = make_report(study, top=args.top, tracking=tracking)
     publish_report(
         study, report, out=args.out or Path("reports") / f"{study_name}.md", tracking=tracking

@@ -7,7 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from data import make_demo, read_dataset
+from data import make_demo, read_dataset, stratified_folds
 from sweeps.baselines import BASELINES, cross_validate_baseline, log_baselines, make_baseline
 from sweeps.cli import main
 from sweeps.collapse import CollapseThresholds
@@ -17,6 +17,11 @@ from sweeps.tracking import StudyTracker, TrackingConfig
 from tests.sweeps.conftest import run_args
 
 SPEC = parse_spec({"name": "base", "cv": {"folds": 5}})
+
+
+def _folds(dataset):
+    """The folds `sweep run` scores both the baselines and every trial on."""
+    return stratified_folds(dataset.labels, SPEC.cv.folds, SPEC.seed)
 
 
 @pytest.fixture
@@ -58,7 +63,7 @@ def _baseline_runs(tracker):
 
 
 def test_log_baselines_majority_collapses_in_every_fold(study, tracker, dataset):
-    summaries = log_baselines(study, tracker, SPEC, dataset)
+    summaries = log_baselines(study, tracker, SPEC, dataset, folds=_folds(dataset))
 
     majority = summaries["majority"]
     assert majority["collapsed_folds"] == SPEC.cv.folds
@@ -73,7 +78,7 @@ def test_log_baselines_majority_collapses_in_every_fold(study, tracker, dataset)
 
 
 def test_log_baselines_logistic_learns_without_collapse(study, tracker, dataset):
-    summaries = log_baselines(study, tracker, SPEC, dataset)
+    summaries = log_baselines(study, tracker, SPEC, dataset, folds=_folds(dataset))
 
     logistic = summaries["logistic"]
     assert logistic["collapsed_folds"] == 0
@@ -85,7 +90,7 @@ def test_log_baselines_logistic_learns_without_collapse(study, tracker, dataset)
 
 
 def test_log_baselines_runs_are_finished_children_of_the_parent(study, tracker, dataset):
-    log_baselines(study, tracker, SPEC, dataset)
+    log_baselines(study, tracker, SPEC, dataset, folds=_folds(dataset))
 
     runs = _baseline_runs(tracker)
     assert set(runs) == set(BASELINES)
@@ -98,7 +103,7 @@ def test_log_baselines_runs_are_finished_children_of_the_parent(study, tracker, 
 
 
 def test_log_baselines_keeps_mean_metrics_in_study_user_attrs(study, tracker, dataset, tmp_path):
-    summaries = log_baselines(study, tracker, SPEC, dataset)
+    summaries = log_baselines(study, tracker, SPEC, dataset, folds=_folds(dataset))
 
     reloaded = optuna.load_study(
         study_name="base-demo", storage=open_storage(str(tmp_path / "journal.log"))
@@ -110,12 +115,12 @@ def test_log_baselines_keeps_mean_metrics_in_study_user_attrs(study, tracker, da
 
 
 def test_log_baselines_twice_logs_them_once(study, tracker, dataset):
-    first = log_baselines(study, tracker, SPEC, dataset)
+    first = log_baselines(study, tracker, SPEC, dataset, folds=_folds(dataset))
     resumed = StudyTracker(tracker.config, "base-demo")
     resumed.start_study(
         parent_run_id=tracker.parent_run_id, params={}, tags={}, spec_yaml="name: base\n"
     )
-    second = log_baselines(study, resumed, SPEC, dataset)
+    second = log_baselines(study, resumed, SPEC, dataset, folds=_folds(dataset))
 
     runs = tracker.client.search_runs([tracker.experiment_id])
     roles = [run.data.tags.get("collapse_sweep.role") for run in runs]

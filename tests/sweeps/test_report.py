@@ -5,7 +5,7 @@ import optuna
 import pytest
 from optuna_dashboard._note import get_note
 
-from data import read_dataset
+from data import read_dataset, stratified_folds
 from sweeps.baselines import log_baselines
 from sweeps.cli import EXIT_BAD_INPUT, main
 from sweeps.report import (
@@ -54,6 +54,11 @@ TRIALS = [
 PRUNED_FROM_LEARNING_RATE = 8.5e-3
 
 
+def _folds(dataset):
+    """The folds `sweep run` scores both the baselines and every trial on."""
+    return stratified_folds(dataset.labels, SPEC.cv.folds, SPEC.seed)
+
+
 def _fake_objective(tracker):
     """Sets the user attributes the real objective sets, with no model trained."""
 
@@ -90,7 +95,8 @@ def _make_study(storage, study_name, tracking, trials=TRIALS, *, baselines_from=
     study.set_user_attr("spec", SPEC.resolved())
     study.set_user_attr("data_file", "small.xlsx")
     if baselines_from is not None:
-        log_baselines(study, tracker, SPEC, read_dataset(baselines_from))
+        dataset = read_dataset(baselines_from)
+        log_baselines(study, tracker, SPEC, dataset, folds=_folds(dataset))
     for embedding, scaling, learning_rate in trials:
         study.enqueue_trial(
             {"embedding": embedding, "scaling": scaling, "learning_rate": learning_rate}
