@@ -293,7 +293,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _log_outcome(study: optuna.Study, spec: Spec) -> None:
-    from sweeps.runner import collapse_by_parameter
+    from sweeps.report import collapse_rates
 
     try:
         best = study.best_trial
@@ -308,9 +308,11 @@ def _log_outcome(study: optuna.Study, spec: Spec) -> None:
         best.user_attrs.get("collapsed_folds", 0),
         best.params,
     )
+    rates = collapse_rates(study)
     for name in ("embedding", "scaling", "pooling"):
-        if name in spec.search:
-            logger.info("collapse by %s: %s", name, collapse_by_parameter(study, name))
+        line = ", ".join(rate.describe() for rate in rates if rate.parameter == name)
+        if line:
+            logger.info("collapse by %s: %s", name, line)
     logger.info("see the runs with `make ui` and the study with `make dashboard`")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 from collections.abc import Callable
@@ -100,27 +99,6 @@ def run_until_budget(
                 "and run the same command again to resume the study"
             )
     return ran
-
-
-def collapse_by_parameter(study: optuna.Study, name: str) -> str:
-    """A one-line tally of collapsed trials for each value of one parameter.
-
-    Args:
-        study: The study.
-        name: A searched parameter, e.g. ``embedding``.
-
-    Returns:
-        For example ``embedding=token: 4/4 collapsed, embedding=patch: 0/6 collapsed``.
-    """
-    tally: dict[object, list[int]] = collections.defaultdict(lambda: [0, 0])
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
-        counts = tally[trial.params.get(name)]
-        counts[0] += trial.user_attrs.get("collapsed_folds", 0) > 0
-        counts[1] += 1
-    return ", ".join(
-        f"{name}={value}: {collapsed}/{total} collapsed"
-        for value, (collapsed, total) in sorted(tally.items(), key=lambda item: str(item[0]))
-    )
 
 
 def _best(study: optuna.Study) -> str:

@@ -260,3 +260,21 @@ def test_build_parser_report_help_lists_its_options(capsys):
     for option in ("--study", "--spec", "--data", "--storage", "--tracking-config", "--out"):
         assert option in text
     assert "--top" in text
+
+
+def test_collapse_rates_tallies_every_trial_of_a_run_study(tmp_path):
+    from sweeps.runner import run_until_budget
+
+    def objective(trial):
+        embedding = trial.suggest_categorical("embedding", ["token", "patch"])
+        trial.set_user_attr("collapsed_folds", 2 if embedding == "token" else 0)
+        trial.set_user_attr("folds_run", 2)
+        return 0.5 if embedding == "token" else 0.9
+
+    spec = parse_spec({"name": "t", "search": {"embedding": ["token", "patch"]}})
+    study = load_or_create_study(open_storage(str(tmp_path / "j.log")), "s", spec)
+    run_until_budget(study, objective, 6, metric="balanced_accuracy")
+    lines = [rate.describe() for rate in collapse_rates(study) if rate.parameter == "embedding"]
+    tokens = sum(t.params["embedding"] == "token" for t in study.trials)
+    assert f"embedding=token: {tokens}/{tokens} trials collapsed (100%)" in lines
+    assert f"embedding=patch: 0/{6 - tokens} trials collapsed (0%)" in lines

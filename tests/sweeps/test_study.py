@@ -2,7 +2,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweeps.runner import SweepError, collapse_by_parameter, run_until_budget
+from sweeps.runner import SweepError, run_until_budget
 from sweeps.spec import parse_spec
 from sweeps.study import load_or_create_study, open_storage, trials_counted
 
@@ -61,15 +61,6 @@ def test_run_until_budget_stops_when_every_trial_fails(tmp_path):
     with pytest.raises(SweepError, match="3 trials in a row failed"):
         run_until_budget(study, broken, 10, metric="balanced_accuracy")
     assert len(study.trials) == 3
-
-
-def test_collapse_by_parameter_tallies_trials(tmp_path):
-    study = load_or_create_study(open_storage(str(tmp_path / "j.log")), "s", SPEC)
-    run_until_budget(study, _objective, 6, metric="balanced_accuracy")
-    line = collapse_by_parameter(study, "embedding")
-    tokens = sum(t.params["embedding"] == "token" for t in study.trials)
-    assert f"embedding=token: {tokens}/{tokens} collapsed" in line
-    assert f"embedding=patch: 0/{6 - tokens} collapsed" in line
 
 
 def test_load_or_create_study_same_name_shares_trials(storage_url):
