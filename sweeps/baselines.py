@@ -147,7 +147,7 @@ def log_baselines(
     Returns:
         Each baseline's mean metrics, by name, whether scored now or earlier.
     """
-    thresholds = CollapseThresholds(**spec.collapse.model_dump())
+    thresholds = CollapseThresholds.of(spec.collapse)
     finished = tracker.finished_baselines()
     summaries: dict[str, dict[str, float]] = {}
     for name in BASELINES:

@@ -38,6 +38,13 @@ class CollapseThresholds:
     max_majority_share: float = 0.95
     min_probability_std: float = 1e-3
 
+    @classmethod
+    def of(cls, settings: object) -> CollapseThresholds:
+        """The thresholds held by an object with the same attributes, such as a spec section."""
+        return cls(
+            **{field.name: getattr(settings, field.name) for field in dataclasses.fields(cls)}
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class FoldMetrics:

@@ -1,26 +1,35 @@
 """The objective: score one trial's parameters by stratified k-fold cross-validation.
 
 For each fold, the scaler is fitted on the training fold only, early stopping watches a
-split carved from the training fold, and the validation fold is used for one thing: the
-predictions that are scored. The mean over folds of the spec's metric is the trial's value;
-the running mean is reported after each fold so that a pruner can stop a weak trial early.
+split carved from the training fold, and the validation fold is used for the predictions
+that are scored and for the per-epoch collapse watch, which can only abandon a trial, never
+shape the scored model. The mean over folds of the spec's metric is the trial's value; the
+running mean is reported after each fold so that a pruner can stop a weak trial early, and
+a fold that stays collapsed ends its trial pruned with the reason ``collapsed``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import optuna
+from mlflow.exceptions import MlflowException
 from scipy.special import expit
 
 from data import Dataset, early_stopping_split, make_scaler
 from models import build_classifier, build_user_model, outputs_probability
+from sweeps.artifacts import FOLDS_FILE, write_fold_artifacts, write_fold_indices
 from sweeps.collapse import CollapseThresholds, FoldMetrics, explain, fold_metrics, summarise
+from sweeps.monitor import EPOCH_METRICS, CollapseMonitor
 from sweeps.space import suggest_parameters
 from sweeps.spec import TRAINING_PARAMETERS, Spec
 from sweeps.tracking import TAG_PREFIX, StudyTracker, TrialRun
@@ -36,11 +45,18 @@ class FoldOutcome:
         probabilities: Predicted probability of class 1 for each validation row.
         history: Per-epoch values by name (``loss``, ``val_loss``), as Keras records them.
         seconds: Wall time of the fold.
+        epoch_metrics: The held-out fold's collapse metrics per epoch, by name.
+        first_collapsed_epoch: The first epoch (from 0) whose predictions collapsed, if any.
+        collapse_stopped_epoch: The epoch at which training stopped because the fold stayed
+            collapsed, or None when it was not stopped for that.
     """
 
     probabilities: np.ndarray
     history: dict[str, list[float]]
     seconds: float
+    epoch_metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    first_collapsed_epoch: int | None = None
+    collapse_stopped_epoch: int | None = None
 
 
 def train_fold(
@@ -51,6 +67,7 @@ def train_fold(
     spec: Spec,
     *,
     seed: int,
+    on_epoch: Callable[[int, FoldMetrics], None] | None = None,
 ) -> FoldOutcome:
     """Train one model on a training fold and predict its validation fold.
 
@@ -61,6 +78,7 @@ def train_fold(
         params: The trial's parameters.
         spec: The sweep spec (epochs, early stopping).
         seed: Seeds weights, dropout and the early-stopping split.
+        on_epoch: Called with (epoch, held-out metrics) after every epoch.
 
     Returns:
         The validation fold's probabilities and the training curves.
@@ -81,6 +99,7 @@ def train_fold(
         return scaler.transform(dataset.features[index]).astype(np.float32)
 
     x_fit = rows(fit_index)
+    x_validation = rows(validation_index)
     model = _build_model(params, spec, x_fit, seed=seed)
     # The user's posted model ends in a sigmoid; every other model outputs a logit.
     from_logits = not outputs_probability(model)
@@ -88,7 +107,17 @@ def train_fold(
         optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
         loss=keras.losses.BinaryCrossentropy(from_logits=from_logits),
     )
-    callbacks = []
+    collapse = spec.collapse
+    monitor = CollapseMonitor(
+        x_validation,
+        dataset.labels[validation_index],
+        CollapseThresholds.of(collapse),
+        from_logits=from_logits,
+        warmup_epochs=collapse.warmup_epochs,
+        stop_after=collapse.prune_after_epochs,
+        on_epoch=on_epoch,
+    )
+    callbacks: list[keras.callbacks.Callback] = [monitor]
     if spec.training.early_stopping_patience is not None:
         callbacks.append(
             keras.callbacks.EarlyStopping(
@@ -109,11 +138,14 @@ def train_fold(
         callbacks=callbacks,
         verbose=0,
     )
-    outputs = model.predict(rows(validation_index), batch_size=256, verbose=0).ravel()
+    outputs = model.predict(x_validation, batch_size=256, verbose=0).ravel()
     return FoldOutcome(
         probabilities=expit(outputs) if from_logits else outputs,
         history={name: [float(v) for v in values] for name, values in history.history.items()},
         seconds=time.perf_counter() - started,
+        epoch_metrics=monitor.curves(),
+        first_collapsed_epoch=monitor.first_collapsed_epoch,
+        collapse_stopped_epoch=monitor.stopped_epoch,
     )
 
 
@@ -153,28 +185,66 @@ class Objective:
         self.dataset = dataset
         self.folds = folds
         self.tracker = tracker
-        self.thresholds = CollapseThresholds(**spec.collapse.model_dump())
+        self.thresholds = CollapseThresholds.of(spec.collapse)
         self.run_tags = {f"{TAG_PREFIX}data_sha256": dataset.sha256}
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest_parameters(trial, self.spec)
-        run = self.tracker.start_trial(trial.number, params, self.run_tags)
-        trial.set_user_attr("mlflow_run_id", run.run_id)
+        results: list[FoldMetrics] = []
+        run: TrialRun | None = None
         state = "FAIL"
         try:
-            value = self._cross_validate(trial, params, run)
+            # Opened inside the try, so that an interrupt at any moment still closes the run.
+            run = self.tracker.start_trial(trial.number, params, self.run_tags)
+            trial.set_user_attr("mlflow_run_id", run.run_id)
+            self._log_artifacts(
+                run, lambda directory: write_fold_indices(directory / FOLDS_FILE, self.folds), ""
+            )
+            value = self._cross_validate(trial, params, run, results)
             state = "COMPLETE"
             return value
         except optuna.TrialPruned:
             state = "PRUNED"
             raise
         finally:
-            run.end(state)
+            if state != "FAIL" and results and self.spec.collapse.constrain_search:
+                # Positive means infeasible: any collapsed fold marks the trial as a region
+                # for the sampler to avoid, and a trial that collapsed more ranks worse.
+                collapsed_share = sum(result.collapsed for result in results) / len(results)
+                trial.set_constraint("collapsed_share", collapsed_share)
+            if run is not None:
+                run.end(state)
 
-    def _cross_validate(self, trial: optuna.Trial, params: dict[str, Any], run: TrialRun) -> float:
+    def step(self, fold: int, epoch: int) -> int:
+        """The Optuna step of an epoch of a fold.
+
+        Each fold owns a block of ``max_epochs`` steps, so values reported within different
+        folds never share a step; a fold's running mean is reported at the block's last step,
+        the same for every trial, so that the pruner compares like with like.
+        """
+        return fold * self.spec.training.max_epochs + epoch
+
+    def _cross_validate(
+        self,
+        trial: optuna.Trial,
+        params: dict[str, Any],
+        run: TrialRun,
+        results: list[FoldMetrics],
+    ) -> float:
         metric = self.spec.cv.metric
-        results: list[FoldMetrics] = []
+        max_epochs = self.spec.training.max_epochs
+        first_collapsed: list[int | None] = []
         for fold, (train_index, validation_index) in enumerate(self.folds):
+
+            def log_epoch(epoch: int, metrics: FoldMetrics, fold: int = fold) -> None:
+                run.log(
+                    metrics={
+                        f"{name}/fold_{fold}": float(getattr(metrics, name))
+                        for name in EPOCH_METRICS
+                    },
+                    step=epoch,
+                )
+
             outcome = train_fold(
                 self.dataset,
                 train_index,
@@ -182,13 +252,33 @@ class Objective:
                 params,
                 self.spec,
                 seed=self.spec.seed * 100_003 + trial.number * 101 + fold,
+                on_epoch=log_epoch,
             )
             metrics = fold_metrics(
                 self.dataset.labels[validation_index], outcome.probabilities, self.thresholds
             )
             results.append(metrics)
+            first_collapsed.append(outcome.first_collapsed_epoch)
             run.log_fold(fold, metrics, outcome.history, seconds=outcome.seconds)
+            self._log_artifacts(
+                run,
+                functools.partial(
+                    write_fold_artifacts,
+                    fold=fold,
+                    y_true=self.dataset.labels[validation_index],
+                    probabilities=outcome.probabilities,
+                    history=outcome.history,
+                    epoch_metrics=outcome.epoch_metrics,
+                ),
+                "plots",
+            )
+            if outcome.first_collapsed_epoch is not None:
+                run.log(
+                    metrics={"fold/first_collapsed_epoch": outcome.first_collapsed_epoch},
+                    step=fold,
+                )
             self._record(trial, run, results)
+            trial.set_user_attr("first_collapsed_epochs", first_collapsed)
             logger.info(
                 "trial %d fold %d/%d: %s %.3f, %s, %d epochs, %.1f s",
                 trial.number,
@@ -202,13 +292,51 @@ class Objective:
             )
 
             running_mean = float(np.mean([getattr(result, metric) for result in results]))
-            trial.report(running_mean, step=fold)
+            # Early stopping may have restored earlier weights that do not collapse; then the
+            # fold is scored like any other.
+            if outcome.collapse_stopped_epoch is not None and metrics.collapsed:
+                epoch = outcome.collapse_stopped_epoch
+                trial.report(running_mean, step=self.step(fold, epoch))
+                collapse = self.spec.collapse
+                self._prune(
+                    trial,
+                    run,
+                    "collapsed",
+                    f"fold {fold} stayed collapsed for {collapse.prune_after_epochs} epochs in "
+                    f"a row after a {collapse.warmup_epochs}-epoch warm-up (stopped at epoch "
+                    f"{epoch + 1}): {explain([metrics], self.thresholds)}",
+                )
+            trial.report(running_mean, step=self.step(fold, max_epochs - 1))
             if trial.should_prune():
-                raise optuna.TrialPruned(
+                self._prune(
+                    trial,
+                    run,
+                    "below_median",
                     f"mean {metric} {running_mean:.3f} after {fold + 1} folds is below "
-                    "the median of earlier trials"
+                    "the median of earlier trials",
                 )
         return float(np.mean([getattr(result, metric) for result in results]))
+
+    @staticmethod
+    def _log_artifacts(run: TrialRun, write: Callable[[Path], object], artifact_path: str) -> None:
+        """Write files into a temporary folder and log them to the trial's run.
+
+        The plots only show a trial; a full disk or an unreachable artifact store costs the
+        trial its pictures, not its score.
+        """
+        try:
+            with tempfile.TemporaryDirectory(prefix="collapse-sweep-") as directory:
+                write(Path(directory))
+                run.client.log_artifacts(run.run_id, directory, artifact_path or None)
+        except (OSError, MlflowException) as error:
+            logger.warning("trial run %s: could not log its artifacts (%s)", run.run_id, error)
+
+    @staticmethod
+    def _prune(trial: optuna.Trial, run: TrialRun, reason: str, detail: str) -> None:
+        """End the trial pruned, with the reason on both the Optuna trial and the MLflow run."""
+        trial.set_user_attr("prune_reason", reason)
+        run.log(tags={f"{TAG_PREFIX}prune_reason": reason, f"{TAG_PREFIX}prune_detail": detail})
+        raise optuna.TrialPruned(f"{reason}: {detail}")
 
     def _record(self, trial: optuna.Trial, run: TrialRun, results: list[FoldMetrics]) -> None:
         """Keep the trial's collapse summary current on both Optuna and MLflow.
@@ -223,6 +351,7 @@ class Objective:
         trial.set_user_attr("folds_run", len(results))
         trial.set_user_attr("collapse", explanation)
         trial.set_user_attr("majority_share", round(summary["majority_share"], 4))
+        trial.set_user_attr("accuracy", round(summary["accuracy"], 4))
         trial.set_user_attr("probability_std", float(f"{summary['probability_std']:.3g}"))
         run.log(
             metrics={**summary, "folds_run": len(results)},

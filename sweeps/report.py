@@ -38,7 +38,7 @@ COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 # The parameters shown for each of the best trials.
 KEY_PARAMETERS = ("embedding", "scaling", "pooling", "learning_rate", "depth", "width")
 # The metrics compared between the best trial and the baselines.
-COMPARED_METRICS = ("balanced_accuracy", "roc_auc", "mcc", "majority_share")
+COMPARED_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "mcc", "majority_share")
 BASELINE_LABELS = {"logistic": "logistic regression", "majority": "majority class"}
 REPORT_ARTIFACT = "report.md"
 # A numeric parameter with more distinct values than this is binned into quantile ranges.
@@ -47,6 +47,9 @@ _NUM_BINS = 3
 # fANOVA fits a random forest to the trials; with fewer than this its importances are noise.
 _MIN_IMPORTANCE_TRIALS = 4
 _IMPORTANCE_SEED = 0
+# When predicting the majority class for every row scores at least this accuracy, plain
+# accuracy rewards a collapsed model, and the report says so.
+IMBALANCE_ACCURACY = 0.6
 
 
 class ReportError(ValueError):
@@ -314,6 +317,9 @@ def build_report(
         _importance_section(study),
         _baseline_section(study, best, metric, best_run_metrics or {}),
     ]
+    balance = _balance_section(study, metric)
+    if balance is not None:
+        sections.insert(1, balance)
     return StudyReport(
         study_name=study.study_name,
         summary=_summary(study, metric, spec),
@@ -471,10 +477,11 @@ def _best_trials_section(
                 value,
                 f"{trial.user_attrs.get('collapsed_folds', 0)}/{folds}",
                 trial.state.name,
+                "COLLAPSED" if _collapsed(trial) else "",
                 *(_format(trial.params.get(name, fixed.get(name))) for name in KEY_PARAMETERS),
             )
         )
-    headers = ("trial", metric, "collapsed folds", "state", *KEY_PARAMETERS)
+    headers = ("trial", metric, "collapsed folds", "state", "flag", *KEY_PARAMETERS)
     note = (
         "A pruned trial's value is its running mean when it was stopped; parameters that "
         "were not searched show the spec's fixed value."
@@ -556,11 +563,17 @@ def _baseline_section(
         folds = (
             f"{best.user_attrs.get('collapsed_folds', 0)}/{best.user_attrs.get('folds_run', 0)}"
         )
-        rows.append((f"best trial ({best.number})", *(_metric(figures, n) for n in shown), folds))
+        figures.setdefault("accuracy", best.user_attrs.get("accuracy"))
+        flag = "COLLAPSED" if _collapsed(best) else ""
+        rows.append(
+            (f"best trial ({best.number})", *(_metric(figures, n) for n in shown), folds, flag)
+        )
     for name, summary in baselines.items():
         folds = f"{int(summary.get('collapsed_folds', 0))}/{int(summary.get('folds_run', 0))}"
-        rows.append((BASELINE_LABELS[name], *(_metric(summary, n) for n in shown), folds))
-    blocks: list[Block] = [Table(("model", *shown, "collapsed folds"), rows)]
+        # The majority class is what a collapsed model amounts to: chance, whatever it scores.
+        flag = "CHANCE" if name == "majority" else ""
+        rows.append((BASELINE_LABELS[name], *(_metric(summary, n) for n in shown), folds, flag))
+    blocks: list[Block] = [Table(("model", *shown, "collapsed folds", "flag"), rows)]
     if best is None:
         blocks.append("No trial completed, so there is nothing to compare yet.")
         return Section("Baselines", blocks)
@@ -569,6 +582,49 @@ def _baseline_section(
         _comparison(best, baselines.get("majority"), metric, "chance (the majority class)"),
     ]
     return Section("Baselines", blocks)
+
+
+def _balance_section(study: optuna.Study, metric: str) -> Section | None:
+    """Warn when the classes are so unequal that accuracy rewards predicting one class."""
+    majority = study.user_attrs.get(f"{BASELINE_ATTR_PREFIX}majority")
+    if not isinstance(majority, dict) or "accuracy" not in majority:
+        return None
+    chance_accuracy = float(majority["accuracy"])
+    if chance_accuracy < IMBALANCE_ACCURACY:
+        return None
+    collapsed = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=COUNTED_STATES)
+        if _collapsed(trial)
+    ]
+    flagged = (
+        "Flagged COLLAPSED, whatever their accuracy: trials "
+        + ", ".join(
+            f"{trial.number} (accuracy {_metric(trial.user_attrs, 'accuracy')})"
+            for trial in collapsed
+        )
+        + "."
+        if collapsed
+        else "No trial collapsed."
+    )
+    constrained_search = (
+        study.user_attrs.get("spec", {}).get("collapse", {}).get("constrain_search", False)
+    )
+    constrained = (
+        " Collapse is a constraint of the search, so a trial with a collapsed fold is never "
+        "chosen as the best while a trial that did not collapse has completed."
+    )
+    return Section(
+        "Imbalanced classes",
+        [
+            f"Predicting the majority class for every row scores accuracy {chance_accuracy:.3f} "
+            f"on these folds, so a model that learned nothing looks good on accuracy. The "
+            f"majority-class baseline is flagged CHANCE, and trials are ranked by {metric}, on "
+            "which a one-class predictor scores chance (0.5 balanced accuracy, 0 MCC, 0.5 ROC "
+            "AUC) whatever the class ratio." + (constrained if constrained_search else ""),
+            flagged,
+        ],
+    )
 
 
 def _comparison(

@@ -138,6 +138,16 @@ class CollapseSection(_Section):
 
     max_majority_share: float = Field(0.95, gt=0.5, le=1.0)
     min_probability_std: float = Field(1e-3, ge=0)
+    # The held-out fold is scored after every epoch; a fold still collapsed this many epochs
+    # in a row after the warm-up stops, and its trial ends pruned as collapsed. None only
+    # records the per-epoch metrics. Models often predict one class for their first epochs
+    # and then learn (on the demo data, a patch model on unscaled values did for 7 epochs
+    # before reaching 0.86 balanced accuracy), so the defaults wait before they judge.
+    prune_after_epochs: int | None = Field(5, ge=1)
+    warmup_epochs: int = Field(5, ge=0)
+    # Each trial's share of collapsed folds goes to the sampler as a constraint, so that it
+    # learns to leave collapsing regions alone and never calls a collapsed trial the best.
+    constrain_search: bool = True
 
 
 class SamplerSection(_Section):

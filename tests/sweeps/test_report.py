@@ -6,6 +6,7 @@ import pytest
 from optuna_dashboard._note import get_note
 
 from data import read_dataset, stratified_folds
+from data.demo import write_demo
 from sweeps.baselines import log_baselines
 from sweeps.cli import EXIT_BAD_INPUT, main
 from sweeps.report import (
@@ -73,6 +74,7 @@ def _fake_objective(tracker):
         trial.set_user_attr("collapsed_folds", 2 if collapsed else 0)
         trial.set_user_attr("folds_run", 2)
         trial.set_user_attr("majority_share", 1.0 if collapsed else 0.55)
+        trial.set_user_attr("accuracy", 0.75 if collapsed else value)
         trial.set_user_attr(
             "collapse", "collapsed in 2 of 2 folds" if collapsed else "no collapse"
         )
@@ -184,8 +186,9 @@ def test_main_report_best_trial_metrics_come_from_its_run(study, stores, tmp_pat
 
     baselines = capsys.readouterr().out.split("Baselines")[1]
     best_row = next(line for line in baselines.splitlines() if line.startswith("best trial"))
-    # balanced_accuracy, roc_auc (from MLflow), mcc (not logged), majority_share, folds
-    assert best_row.split()[3:] == ["0.806", "0.900", "—", "0.550", "0/2"]
+    # balanced_accuracy, accuracy (from Optuna), roc_auc (from MLflow), mcc (not logged),
+    # majority_share, folds; no flag
+    assert best_row.split()[3:] == ["0.806", "0.806", "0.900", "—", "0.550", "0/2"]
     markdown = out.read_text()
     best_trials = markdown.split("## Best trials")[1].split("##")[0]
     assert len([line for line in best_trials.splitlines() if line[2:3].isdigit()]) == 2
@@ -278,3 +281,32 @@ def test_collapse_rates_tallies_every_trial_of_a_run_study(tmp_path):
     tokens = sum(t.params["embedding"] == "token" for t in study.trials)
     assert f"embedding=token: {tokens}/{tokens} trials collapsed (100%)" in lines
     assert f"embedding=patch: 0/{6 - tokens} trials collapsed (0%)" in lines
+
+
+def test_build_report_flags_chance_and_collapse_on_imbalanced_data(stores, tracking, tmp_path):
+    # One row in four is positive: predicting class 0 everywhere scores accuracy 0.75.
+    data = write_demo(
+        tmp_path / "imbalanced.xlsx", num_rows=80, num_values=32, positive_share=0.25
+    )
+    study = _make_study(stores["storage"], "rep-imbalanced", tracking, baselines_from=data)
+
+    report = build_report(study)
+    text = report.text()
+    assert "Imbalanced classes" in text
+    assert "scores accuracy 0.750 on these folds" in text
+    token_trials = [t.number for t in study.trials if t.params["embedding"] == "token"]
+    for number in token_trials:
+        assert f"{number} (accuracy 0.750)" in text
+    baselines = next(s for s in report.sections if s.title == "Baselines").blocks[0]
+    flags = {row[0]: row[-1] for row in baselines.rows}
+    assert flags["majority class"] == "CHANCE"
+    assert flags["logistic regression"] == ""
+    best = next(s for s in report.sections if s.title == "Best trials").blocks[0]
+    assert best.rows[0][4] == ""  # the best trial did not collapse
+    assert {row[4] for row in best.rows if int(row[0]) in token_trials} <= {"COLLAPSED"}
+
+
+def test_build_report_balanced_data_has_no_imbalance_warning(study):
+    text = build_report(study).text()
+    assert "Imbalanced classes" not in text
+    assert "CHANCE" in text  # the majority baseline is chance on any data
