@@ -1,15 +1,22 @@
-"""Run trials until the study's budget is spent, logging one line per finished trial."""
+"""Run trials until the study's budget is spent, logging one line per finished trial.
+
+Trials are created through the study's budget gate (ask) and finished explicitly (tell)
+rather than by ``study.optimize``, so that counting the study's trials and creating the
+next one is one atomic step across every worker process sharing the study.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.study import trials_counted
+from sweeps.study import BudgetGate, trials_finished, worker_attrs
 
 logger = logging.getLogger(__name__)
 
@@ -23,30 +30,32 @@ class SweepError(RuntimeError):
 
 
 class _Progress:
-    """Logs each finished trial with the best value so far and the time left."""
+    """Logs each finished trial with the best value so far and the time left.
 
-    def __init__(self, budget: int, metric: str) -> None:
+    The time left is the study's rate since this process started, so that with several
+    workers each one's estimate counts every worker's trials.
+    """
+
+    def __init__(self, study: optuna.Study, budget: int, metric: str) -> None:
         self.budget = budget
         self.metric = metric
-        self.finished_here = 0
+        self.finished_at_start = trials_finished(study)
         self.started = time.monotonic()
-        self.last_state: TrialState | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.last_state = trial.state
-        if trial.state == TrialState.FAIL:
-            return  # Optuna has already logged the failure with its cause.
-        self.finished_here += 1
-        done = trials_counted(study)
+        finished = trials_finished(study)
+        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
         elapsed = time.monotonic() - self.started
-        left = elapsed / self.finished_here * max(self.budget - done, 0)
+        finished_here = max(finished - self.finished_at_start, 1)
+        left = elapsed / finished_here * max(self.budget - finished, 0)
         folds = trial.user_attrs.get("folds_run", 0)
         value = "—" if trial.value is None else f"{trial.value:.3f}"
         if trial.state == TrialState.PRUNED:
             last = trial.intermediate_values.get(max(trial.intermediate_values, default=0))
-            value = f"pruned after {folds} folds (running mean {last:.3f})"
+            mean = "—" if last is None else f"{last:.3f}"
+            value = f"pruned after {folds} folds (running mean {mean})"
         logger.info(
-            "trial %d %s: %s %s, collapsed folds %d/%d, best %s; %d/%d trials, %s elapsed, "
+            "trial %d %s: %s %s, collapsed folds %d/%d, best %s; %d/%d trials%s, %s elapsed, "
             "about %s left",
             trial.number,
             trial.state.name,
@@ -55,8 +64,9 @@ class _Progress:
             trial.user_attrs.get("collapsed_folds", 0),
             folds,
             _best(study),
-            done,
+            finished,
             self.budget,
+            f" ({running} running)" if running else "",
             _minutes(elapsed),
             _minutes(left),
         )
@@ -68,37 +78,101 @@ def run_until_budget(
     budget: int,
     *,
     metric: str,
+    gate: BudgetGate | None = None,
+    worker: Mapping[str, Any] | None = None,
 ) -> int:
-    """Run trials one at a time until the study holds ``budget`` trials.
+    """Run trials one at a time until the study's trials fill ``budget``.
 
     The budget counts the study's trials across every invocation and every process
-    (running ones included), so running the same sweep again after it finished adds none.
+    (running ones included), so running the same sweep again after it finished adds none,
+    and workers sharing the study stop together when it is spent.
 
     Args:
-        study: The study.
-        objective: The trial objective.
+        study: The study, opened with this process's sampler.
+        objective: The trial objective; it may raise ``optuna.TrialPruned``.
         budget: The study's total number of trials.
         metric: The metric's name, for log lines.
+        gate: The study's budget gate; None makes one for this process alone (its storage
+            must then have no other writers).
+        worker: This process, recorded on each of its trials; None describes it as
+            worker 0 with TensorFlow's default GPU and threads.
 
     Returns:
         How many trials this call ran (failed ones included).
 
     Raises:
         SweepError: Several trials in a row failed.
+        KeyboardInterrupt: The sweep was interrupted; the running trial is marked failed.
     """
-    progress = _Progress(budget, metric)
+    if gate is None:
+        # Optuna keeps a study's storage private; a gate without a lock needs nothing else.
+        gate = BudgetGate(study._storage)
+    if worker is None:
+        worker = worker_attrs(index=0, gpu="default", threads=None)
+    progress = _Progress(study, budget, metric)
     failures = ran = 0
-    while trials_counted(study) < budget:
-        # catch: a trial that raises is recorded as failed and the sweep goes on.
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[progress])
+    while (trial := gate.ask(study, budget, worker)) is not None:
+        with gate.heartbeat(trial):
+            finished = _run_trial(study, trial, objective)
         ran += 1
-        failures = failures + 1 if progress.last_state == TrialState.FAIL else 0
+        if finished.state == TrialState.FAIL:
+            failures += 1
+        else:
+            failures = 0
+            progress(study, finished)
         if failures >= MAX_CONSECUTIVE_FAILURES:
             raise SweepError(
                 f"{failures} trials in a row failed (see the errors above); fix the cause "
                 "and run the same command again to resume the study"
             )
     return ran
+
+
+def _run_trial(
+    study: optuna.Study, trial: optuna.Trial, objective: Callable[[optuna.Trial], float]
+) -> FrozenTrial:
+    """Run one trial and tell the study how it ended: complete, pruned or failed."""
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        return _tell(study, trial, TrialState.PRUNED)
+    except KeyboardInterrupt:
+        _tell(study, trial, TrialState.FAIL)
+        raise
+    except Exception as error:
+        # The sweep survives a failed trial; it does not use up the budget and is retried.
+        logger.warning(
+            "trial %d FAIL: %s: %s (parameters %s)",
+            trial.number,
+            type(error).__name__,
+            error,
+            trial.params,
+            exc_info=True,
+        )
+        return _tell(study, trial, TrialState.FAIL)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if math.isnan(value):
+        logger.warning("trial %d FAIL: the objective returned no number", trial.number)
+        return _tell(study, trial, TrialState.FAIL)
+    return _tell(study, trial, TrialState.COMPLETE, value)
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None
+) -> FrozenTrial:
+    # skip_if_finished: a trial marked failed elsewhere while it ran (its heartbeat went
+    # stale) keeps that state rather than raising here.
+    finished = study.tell(trial, value, state=state, skip_if_finished=True)
+    if finished.state != state:
+        logger.warning(
+            "trial %d had already been marked %s elsewhere; its result here is dropped",
+            trial.number,
+            finished.state.name,
+        )
+    return finished
 
 
 def _best(study: optuna.Study) -> str:

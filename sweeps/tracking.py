@@ -141,6 +141,8 @@ class StudyTracker:
         self.client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
         self.experiment_id = ""
         self.parent_run_id = ""
+        # Tags for every trial run this process opens, e.g. the worker and GPU it ran on.
+        self.trial_tags: dict[str, str] = {}
 
     def start_study(
         self,
@@ -190,9 +192,22 @@ class StudyTracker:
         return self.parent_run_id
 
     def attach(self, parent_run_id: str) -> None:
-        """Point at an existing study's parent run (for a worker that did not create it)."""
+        """Point at an existing study's parent run (for a worker that did not create it).
+
+        Raises:
+            TrackingConfigError: The run is not in this tracking store, which is then not
+                the one the study's launcher wrote to.
+        """
+        try:
+            run = self.client.get_run(parent_run_id)
+        except MlflowException:
+            raise TrackingConfigError(
+                f"{redact(self.config.tracking_uri)}: no MLflow run {parent_run_id}, the "
+                f"parent run of study '{self.study_name}'; point this worker at the tracking "
+                "store its launcher used (MLFLOW_TRACKING_URI or --tracking-config)"
+            ) from None
         self.parent_run_id = parent_run_id
-        self.experiment_id = self.client.get_run(parent_run_id).info.experiment_id
+        self.experiment_id = run.info.experiment_id
 
     def end_study(self, status: str = "FINISHED") -> None:
         """Close the parent run, so that no run is left RUNNING after the sweep."""
@@ -217,6 +232,7 @@ class StudyTracker:
             params,
             {
                 **tags,
+                **self.trial_tags,
                 f"{TAG_PREFIX}role": "trial",
                 f"{TAG_PREFIX}trial_number": str(trial_number),
                 f"{TAG_PREFIX}trial_state": "RUNNING",
@@ -266,6 +282,43 @@ class StudyTracker:
             ),
         )
         return {run.data.tags[f"{TAG_PREFIX}baseline"]: run for run in runs}
+
+    def fail_trial_runs(self, trial_number: int, run_id: str | None, reason: str) -> list[str]:
+        """Close as FAILED the runs of a trial whose worker died before it could.
+
+        Args:
+            trial_number: The Optuna trial's number.
+            run_id: The run the trial recorded (user attribute ``mlflow_run_id``), if any;
+                a worker that died just after opening its run had no time to record it, so
+                runs of this trial number under the parent run are looked up as well.
+            reason: Why the trial failed, kept in the tag ``collapse_sweep.failure``.
+
+        Returns:
+            The ids of the runs that were closed; runs already closed are left as they are.
+        """
+        run_ids = {run_id} if run_id else set()
+        if self.experiment_id and self.parent_run_id:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=(
+                    f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' "
+                    f"AND tags.`{TAG_PREFIX}trial_number` = '{trial_number}' "
+                    "AND attributes.status = 'RUNNING'"
+                ),
+            )
+            run_ids |= {run.info.run_id for run in runs}
+        closed = []
+        for each in sorted(run_ids):
+            try:
+                status = self.client.get_run(each).info.status
+            except MlflowException:
+                continue
+            if status != "RUNNING":
+                continue
+            self.client.set_tag(each, f"{TAG_PREFIX}failure", reason)
+            TrialRun(self.client, each).end("FAIL")
+            closed.append(each)
+        return closed
 
     @property
     def experiment_name(self) -> str:

@@ -74,13 +74,30 @@ def test_main_missing_spec_exits_2(tmp_path, stores, small_data, caplog):
 
 def test_build_parser_every_subcommand_has_help(capsys):
     parser = build_parser()
-    for argv in (["--help"], ["run", "--help"]):
+    for argv in (["--help"], ["run", "--help"], ["worker", "--help"]):
         with pytest.raises(SystemExit) as exited:
             parser.parse_args(argv)
         assert exited.value.code == 0
     text = capsys.readouterr().out
     for option in ("--spec", "--data", "--trials", "--study", "--storage", "--tracking-config"):
         assert option in text
+    for option in ("--workers", "--gpus", "--workers-per-gpu", "--index", "SWEEP_STORAGE"):
+        assert option in text
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--gpus", "0", "--workers", "3"], r"--workers 3 is more than 1 GPU\(s\) x 1 worker"),
+        (["--gpus", ","], r"--gpus ',' names no GPU"),
+    ],
+)
+def test_main_impossible_worker_options_exit_2_and_create_nothing(
+    spec, small_data, stores, caplog, options, message
+):
+    assert main(run_args(spec, small_data, stores, *options)) == EXIT_BAD_INPUT
+    assert re.search(message, caplog.text), caplog.text
+    _assert_nothing_created(stores)
 
 
 def test_sweep_help_does_not_import_tensorflow():

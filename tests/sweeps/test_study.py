@@ -1,10 +1,24 @@
+import os
+import socket
+import subprocess
+import sys
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from sweeps.runner import SweepError, run_until_budget
 from sweeps.spec import parse_spec
-from sweeps.study import load_or_create_study, open_storage, trials_counted
+from sweeps.study import (
+    WORKER_ATTR,
+    BudgetGate,
+    BudgetLock,
+    is_alive_here,
+    load_or_create_study,
+    open_storage,
+    trials_counted,
+    worker_attrs,
+)
 
 SPEC = parse_spec({"name": "t", "search": {"embedding": ["token", "patch"]}})
 
@@ -69,3 +83,105 @@ def test_load_or_create_study_same_name_shares_trials(storage_url):
     second = load_or_create_study(open_storage(storage_url), "shared", SPEC, worker=1)
     assert len(second.trials) == 2
     assert second.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def test_run_until_budget_interrupt_fails_the_trial_and_stops(tmp_path):
+    study = load_or_create_study(open_storage(str(tmp_path / "j.log")), "s", SPEC)
+
+    def interrupted(trial):
+        trial.suggest_float("x", 0.0, 1.0)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_until_budget(study, interrupted, 3, metric="balanced_accuracy")
+    assert [trial.state for trial in study.trials] == [TrialState.FAIL]
+
+
+def test_run_until_budget_pruned_trials_count_and_nan_fails(tmp_path):
+    study = load_or_create_study(open_storage(str(tmp_path / "j.log")), "s", SPEC)
+    outcomes = iter(["pruned", "nan", "value"])
+
+    def objective(trial):
+        outcome = next(outcomes)
+        trial.report(0.4, step=0)
+        if outcome == "pruned":
+            raise optuna.TrialPruned("below the median")
+        return float("nan") if outcome == "nan" else 0.7
+
+    run_until_budget(study, objective, 2, metric="balanced_accuracy")
+    states = [trial.state for trial in study.trials]
+    assert states == [TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[0].value == 0.4  # a pruned trial keeps its last reported value
+
+
+def _gate(storage_url, on_abandoned=None):
+    storage = open_storage(storage_url)
+    study = load_or_create_study(storage, "g", SPEC)
+    return study, BudgetGate.for_storage(storage, storage_url, "g", on_abandoned=on_abandoned)
+
+
+def test_budget_gate_counts_running_trials_and_records_the_worker(storage_url):
+    study, gate = _gate(storage_url)
+    worker = worker_attrs(index=3, gpu="none", threads=2)
+    first = gate.ask(study, 2, worker)
+    second = gate.ask(study, 2, worker)
+    assert first is not None and second is not None
+    # Both are running: the budget is taken, though nothing has finished.
+    assert gate.ask(study, 2, worker) is None
+    study.tell(second, state=TrialState.FAIL)
+    third = gate.ask(study, 2, worker)  # a failed trial gives its place back
+    assert third is not None
+    recorded = study.trials[third.number].user_attrs[WORKER_ATTR]
+    assert recorded["index"] == 3
+    assert recorded["pid"] == os.getpid()
+    assert recorded["host"] == socket.gethostname()
+    assert (recorded["gpu"], recorded["threads"]) == ("none", 2)
+
+
+def test_budget_gate_fail_abandoned_fails_dead_and_unnamed_trials_only(tmp_path):
+    abandoned = []
+    study, gate = _gate(
+        str(tmp_path / "j.log"), on_abandoned=lambda trial, why: abandoned.append(trial.number)
+    )
+    live = gate.ask(study, 10, worker_attrs(index=0, gpu="none", threads=1))
+    # A trial whose worker is a process that has since exited.
+    exited = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = gate.ask(study, 10, worker_attrs(index=1, gpu="none", threads=1))
+    dead.set_user_attr(
+        WORKER_ATTR, {"index": 1, "host": socket.gethostname(), "pid": int(exited.stdout)}
+    )
+    unnamed = study.ask()  # created outside the gate: no worker recorded
+
+    failed = gate.fail_abandoned(study, lambda w: not is_alive_here(w), "its worker is gone")
+    assert sorted(trial.number for trial in failed) == sorted([dead.number, unnamed.number])
+    assert sorted(abandoned) == sorted([dead.number, unnamed.number])
+    states = {trial.number: trial.state for trial in study.trials}
+    assert states == {
+        live.number: TrialState.RUNNING,
+        dead.number: TrialState.FAIL,
+        unnamed.number: TrialState.FAIL,
+    }
+
+
+def test_is_alive_here_tells_a_reused_pid_and_other_hosts_apart():
+    me = worker_attrs(index=0, gpu="none", threads=None)
+    assert is_alive_here(me)
+    assert not is_alive_here({**me, "process": "another-boot:12345"})
+    assert is_alive_here({**me, "host": "elsewhere.example", "pid": 1})
+
+
+def test_budget_lock_sits_beside_file_storages(tmp_path):
+    journal = BudgetLock(str(tmp_path / "j.log"), "s")
+    assert journal.path == tmp_path / "j.log.budget.lock"
+    sqlite = BudgetLock(f"sqlite:///{tmp_path / 'o.db'}", "s")
+    assert sqlite.path == tmp_path / "o.db.budget.lock"
+    with journal.held():
+        assert journal.path.exists()
+    # Different studies get different database lock keys; the same study always the same.
+    assert BudgetLock("x.log", "a").key == BudgetLock("y.log", "a").key
+    assert BudgetLock("x.log", "a").key != BudgetLock("x.log", "b").key

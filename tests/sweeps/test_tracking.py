@@ -96,3 +96,34 @@ def test_study_tracker_reopens_parent_run(tracker):
     again.end_study()
     assert again.client.get_run(parent).info.status == "FINISHED"
     assert len(again.client.search_experiments()) == 2  # Default and the study's
+
+
+def test_study_tracker_fail_trial_runs_closes_a_dead_workers_runs(tracker):
+    parent = tracker.start_study(parent_run_id=None, params={}, tags={}, spec_yaml="")
+    tracker.trial_tags = {"collapse_sweep.gpu": "none", "collapse_sweep.worker": "1"}
+    recorded = tracker.start_trial(4, {"width": 8}, {})
+    # A worker killed between opening its run and recording it on the trial.
+    unrecorded = tracker.start_trial(5, {"width": 8}, {})
+    finished = tracker.start_trial(6, {"width": 8}, {})
+    finished.end("COMPLETE")
+
+    assert tracker.fail_trial_runs(4, recorded.run_id, "worker 1 was killed") == [recorded.run_id]
+    assert tracker.fail_trial_runs(5, None, "worker 1 was killed") == [unrecorded.run_id]
+    assert tracker.fail_trial_runs(6, finished.run_id, "worker 1 was killed") == []
+
+    client = tracker.client
+    for run_id in (recorded.run_id, unrecorded.run_id):
+        run = client.get_run(run_id)
+        assert run.info.status == "FAILED"
+        assert run.data.tags["collapse_sweep.trial_state"] == "FAIL"
+        assert run.data.tags["collapse_sweep.failure"] == "worker 1 was killed"
+        assert run.data.tags["collapse_sweep.gpu"] == "none"
+        assert run.data.tags["mlflow.parentRunId"] == parent
+    assert client.get_run(finished.run_id).info.status == "FINISHED"
+
+
+def test_study_tracker_attach_to_a_missing_parent_run_is_refused(tracker):
+    tracker.start_study(parent_run_id=None, params={}, tags={}, spec_yaml="")
+    other = StudyTracker(tracker.config, "study-a")
+    with pytest.raises(TrackingConfigError, match=r"no MLflow run 0123abcd, the parent run of"):
+        other.attach("0123abcd")
