@@ -10,6 +10,8 @@ DEMO_DATA := data/demo.xlsx
 DATA ?= $(DEMO_DATA)
 TRIALS ?=
 STUDY ?=
+WORKERS ?=
+GPUS ?=
 STORAGE ?= optuna-journal.log
 HOST ?= 127.0.0.1
 UI_PORT ?= 5000
@@ -18,12 +20,13 @@ PYTEST_ARGS ?=
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install sweep report demo test lint format ui dashboard
+.PHONY: help install sweep report demo demo-imbalanced test bench lint format ui dashboard
 
 help: ## List the targets and the variables they take
 	@echo "usage: make TARGET [VARIABLE=value ...]"
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 	@echo "variables: SPEC=$(SPEC) DATA=$(DATA) TRIALS=<spec's budget> STUDY=<spec-datafile>"
+	@echo "           WORKERS=<1, in one process> GPUS=<none; 0,1 or auto: a worker per GPU>"
 	@echo "           STORAGE=$(STORAGE) HOST=$(HOST) UI_PORT=$(UI_PORT) DASHBOARD_PORT=$(DASHBOARD_PORT)"
 
 $(INSTALLED): pyproject.toml
@@ -41,10 +44,17 @@ $(DEMO_DATA): | $(INSTALLED)
 
 demo: $(DEMO_DATA) ## Write the demo dataset (581 rows x 846 values) if it is absent
 
-# The demo data is only made when the sweep is run on it.
-sweep: $(INSTALLED) $(if $(filter $(DEMO_DATA),$(DATA)),$(DEMO_DATA)) ## Run or resume the study (SPEC=, DATA=, TRIALS=, STUDY=)
+IMBALANCED_DATA := data/demo-imbalanced.xlsx
+$(IMBALANCED_DATA): | $(INSTALLED)
+	$(BIN)/python -m data.demo --out $@ --positive-share 0.25
+
+demo-imbalanced: $(IMBALANCED_DATA) ## Write a demo dataset with one positive row in four
+
+# A demo dataset is only made when the sweep is run on it.
+sweep: $(INSTALLED) $(filter $(DEMO_DATA) $(IMBALANCED_DATA),$(DATA)) ## Run or resume the study (SPEC=, DATA=, TRIALS=, STUDY=, WORKERS=, GPUS=)
 	$(BIN)/sweep run --spec $(SPEC) --data $(DATA) --storage $(STORAGE) \
-		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STUDY),--study $(STUDY))
+		$(if $(TRIALS),--trials $(TRIALS)) $(if $(STUDY),--study $(STUDY)) \
+		$(if $(WORKERS),--workers $(WORKERS)) $(if $(GPUS),--gpus $(GPUS))
 
 report: $(INSTALLED) ## Print the study's report and save it to reports/ (SPEC=, DATA=, STUDY=, STORAGE=)
 	$(BIN)/sweep report --spec $(SPEC) --data $(DATA) --storage $(STORAGE) \
@@ -52,6 +62,9 @@ report: $(INSTALLED) ## Print the study's report and save it to reports/ (SPEC=,
 
 test: $(INSTALLED) ## Run the test suite (PYTEST_ARGS= passes options to pytest)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED) ## Run the benchmarks (minutes; results in bench-output/)
+	$(BIN)/python -m bench.constraint
 
 lint: $(INSTALLED) ## Check formatting and lint with ruff
 	$(BIN)/ruff format --check .
