@@ -532,7 +532,15 @@ def _log_outcome(study: optuna.Study, spec: Spec) -> None:
     try:
         best = study.best_trial
     except ValueError:
-        logger.warning("no trial completed")
+        # With the collapse constraint, Optuna's best trial is the best one that never
+        # collapsed; completed trials that all collapsed leave none.
+        completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if completed:
+            logger.warning(
+                "no best trial: all %d completed trials had a collapsed fold", len(completed)
+            )
+        else:
+            logger.warning("no trial completed")
         return
     logger.info(
         "best trial %d: %s %.3f, collapsed folds %d, %s",

@@ -80,7 +80,9 @@ class CollapseMonitor(keras.callbacks.Callback):
         }
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        outputs = self.model.predict(self.features, batch_size=256, verbose=0).ravel()
+        # A direct call rather than predict(): predict() builds a new traced function for
+        # every model, which TensorFlow reports as retracing once a sweep has built a few.
+        outputs = keras.ops.convert_to_numpy(self.model(self.features, training=False)).ravel()
         probabilities = expit(outputs) if self.from_logits else outputs
         metrics = fold_metrics(self.labels, probabilities, self.thresholds)
         self.epochs.append(metrics)

@@ -575,7 +575,13 @@ def _baseline_section(
         rows.append((BASELINE_LABELS[name], *(_metric(summary, n) for n in shown), folds, flag))
     blocks: list[Block] = [Table(("model", *shown, "collapsed folds", "flag"), rows)]
     if best is None:
-        blocks.append("No trial completed, so there is nothing to compare yet.")
+        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        blocks.append(
+            f"Every one of the {len(completed)} completed trials had a collapsed fold, so no "
+            "trial is compared with the baselines."
+            if completed
+            else "No trial completed, so there is nothing to compare yet."
+        )
         return Section("Baselines", blocks)
     blocks += [
         _comparison(best, baselines.get("logistic"), metric, "the logistic regression"),
@@ -658,6 +664,11 @@ def _verdict(rates: list[CollapseRate], study: optuna.Study) -> str:
     driver = collapse_driver(rates)
     if driver is None:
         return f"Verdict: no trial collapsed (0/{len(trials)} trials)."
+    if all(_collapsed(trial) for trial in trials):
+        return (
+            f"Verdict: every trial collapsed ({len(trials)}/{len(trials)}), so no parameter "
+            "value stands out; look at the data, the scaling and the epochs first."
+        )
     others = [rate for rate in rates if rate.parameter == driver.parameter and rate != driver]
     collapsed = sum(rate.collapsed for rate in others)
     total = sum(rate.total for rate in others)

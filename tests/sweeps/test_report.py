@@ -75,6 +75,7 @@ def _fake_objective(tracker):
         trial.set_user_attr("folds_run", 2)
         trial.set_user_attr("majority_share", 1.0 if collapsed else 0.55)
         trial.set_user_attr("accuracy", 0.75 if collapsed else value)
+        trial.set_constraint("collapsed_share", 1.0 if collapsed else 0.0)
         trial.set_user_attr(
             "collapse", "collapsed in 2 of 2 folds" if collapsed else "no collapse"
         )
@@ -310,3 +311,11 @@ def test_build_report_balanced_data_has_no_imbalance_warning(study):
     text = build_report(study).text()
     assert "Imbalanced classes" not in text
     assert "CHANCE" in text  # the majority baseline is chance on any data
+
+
+def test_build_report_when_every_trial_collapsed_names_no_driver(stores, tracking, small_data):
+    trials = [("token", "none", 1e-3), ("token", "standard", 2e-3), ("token", "none", 3e-3)]
+    study = _make_study(stores["storage"], "rep-dead", tracking, trials, baselines_from=small_data)
+    text = build_report(study).text()
+    assert "Verdict: every trial collapsed (3/3), so no parameter value stands out" in text
+    assert "Every one of the 3 completed trials had a collapsed fold" in text
