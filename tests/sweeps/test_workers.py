@@ -334,9 +334,13 @@ def test_workers_survive_a_killed_worker_and_spend_the_budget_exactly(
 
 
 @pytest.mark.slow
-def test_interrupted_launcher_stops_workers_cleanly_and_resumes(
-    tmp_path, spec_path, small_data, stores
-):
+def test_interrupted_launcher_stops_workers_cleanly_and_resumes(tmp_path, small_data, stores):
+    # Trials long enough (60 epochs a fold, a few seconds) that one is surely still running
+    # when the interrupt arrives; one-epoch trials could all end before it.
+    spec_path = tmp_path / "par.yaml"
+    training = {**SPEC["training"], "max_epochs": 60}
+    spec = {**SPEC, "training": training, "collapse": {"prune_after_epochs": None}}
+    spec_path.write_text(yaml.safe_dump(spec))
     log_path = tmp_path / "launcher.log"
     with log_path.open("w") as log:
         launcher = _launch(
