@@ -231,8 +231,18 @@ def _launch(spec_path, small_data, stores, *extra, log):
     argv = run_args(spec_path, small_data, stores, *extra)
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     return subprocess.Popen(
-        [sys.executable, "-m", "sweeps", *argv], stdout=log, stderr=subprocess.STDOUT, env=env
+        [sys.executable, "-m", "sweeps", *argv],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        # As started from a terminal: a test run that was itself started in the background
+        # of a non-interactive shell (`... &`) ignores SIGINT, and children inherit that.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _study(stores):
