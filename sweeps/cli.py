@@ -28,6 +28,7 @@ from sweeps.study import (
     DEFAULT_STORAGE,
     PARENT_RUN_ATTR,
     BudgetGate,
+    StorageError,
     is_alive_here,
     load_or_create_study,
     open_storage,
@@ -64,6 +65,15 @@ logger = logging.getLogger("sweeps")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+# Bad input stops a command before any trial, with one line that says what to fix.
+BAD_INPUT_ERRORS = (
+    SpecError,
+    DataError,
+    TrackingConfigError,
+    WorkerPlanError,
+    StudyRecordError,
+    StorageError,
+)
 # Long enough for the garbage collector's callbacks to have returned.
 _REDELIVERY_DELAY_S = 0.05
 
@@ -268,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.unraisablehook = _redeliver_interrupt(previous_hook)
     try:
         return args.handler(args)
-    except (SpecError, DataError, TrackingConfigError, WorkerPlanError, StudyRecordError) as error:
+    except BAD_INPUT_ERRORS as error:
         # Bad input stops the sweep before any trial; one line, no traceback.
         logger.error("%s", error)
         return EXIT_BAD_INPUT
@@ -335,13 +345,7 @@ def _run(args: argparse.Namespace) -> int:
     storage_label = redact(args.storage)
     storage = open_storage(args.storage)
     study = load_or_create_study(storage, study_name, spec)
-    recorded_hash = study.user_attrs.get("data_sha256")
-    if recorded_hash and recorded_hash != dataset.sha256:
-        raise DataError(
-            f"{args.data}: study '{study_name}' in {storage_label} was run on different data "
-            f"(sha256 {recorded_hash[:12]}…, this file {dataset.sha256[:12]}…); pass "
-            "--study with a new name to start a new study"
-        )
+    _check_same_data(study, dataset, args.data, storage_label)
     tracker = StudyTracker(tracking, study_name)
     gate = BudgetGate.for_storage(
         storage, args.storage, study_name, on_abandoned=close_runs_of_abandoned(tracker)
@@ -373,33 +377,37 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     spec_yaml = yaml.safe_dump(spec.resolved(), sort_keys=False)
-    parent_run_id = tracker.start_study(
-        parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
-        params={
-            "spec": spec.name,
-            "data_file": str(args.data),
-            "data_rows": dataset.features.shape[0],
-            "data_values": dataset.features.shape[1],
-            "label_mapping": dataset.label_mapping,
-            "folds": spec.cv.folds,
-            "metric": spec.cv.metric,
-            "budget": budget,
-            "seed": spec.seed,
-        },
-        tags={
-            f"{TAG_PREFIX}data_sha256": dataset.sha256,
-            f"{TAG_PREFIX}storage": storage_label,
-        },
-        spec_yaml=spec_yaml,
-    )
-    # One set of folds for the baselines and every trial, so their scores compare.
+    # One folds split for the baselines and every trial, so their scores compare.
     folds = stratified_folds(dataset.labels, spec.cv.folds, spec.seed)
-    # Everything a worker needs is recorded in the study before any worker starts.
-    study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
-    study.set_user_attr("data_sha256", dataset.sha256)
-    study.set_user_attr("data_file", str(args.data))
-    study.set_user_attr("spec", spec.resolved())
-    record_for_workers(study, data_path=args.data, tracking=tracking, folds=folds)
+    # Under the study's lock, so that two launchers started at once check the data against
+    # the same record and share one MLflow parent run instead of creating one each.
+    with gate.held():
+        _check_same_data(study, dataset, args.data, storage_label)
+        parent_run_id = tracker.start_study(
+            parent_run_id=study.user_attrs.get(PARENT_RUN_ATTR),
+            params={
+                "spec": spec.name,
+                "data_file": str(args.data),
+                "data_rows": dataset.features.shape[0],
+                "data_values": dataset.features.shape[1],
+                "label_mapping": dataset.label_mapping,
+                "folds": spec.cv.folds,
+                "metric": spec.cv.metric,
+                "budget": budget,
+                "seed": spec.seed,
+            },
+            tags={
+                f"{TAG_PREFIX}data_sha256": dataset.sha256,
+                f"{TAG_PREFIX}storage": storage_label,
+            },
+            spec_yaml=spec_yaml,
+        )
+        # Everything a worker needs is recorded in the study before any worker starts.
+        study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+        study.set_user_attr("data_sha256", dataset.sha256)
+        study.set_user_attr("data_file", str(args.data))
+        study.set_user_attr("spec", spec.resolved())
+        record_for_workers(study, data_path=args.data, tracking=tracking, folds=folds)
 
     status = "FAILED"
     try:
@@ -430,7 +438,9 @@ def _spend_budget(
 ) -> int:
     """Score the baselines, then run trials here or in worker processes until the budget."""
     try:
-        log_baselines(study, tracker, spec, dataset, folds=folds)
+        # Under the study's lock: launchers started together score the baselines once.
+        with gate.held():
+            log_baselines(study, tracker, spec, dataset, folds=folds)
     except Exception:
         # Baselines only give the trials a scale; losing them must not cost the study.
         logger.exception("the baselines could not be scored; the sweep goes on without them")
@@ -452,6 +462,19 @@ def _spend_budget(
         logger.error("%s", error)
         return 1
     return 0
+
+
+def _check_same_data(
+    study: optuna.Study, dataset: Dataset, data: Path, storage_label: str
+) -> None:
+    """Refuse to go on with a study that was run on a different data file."""
+    recorded_hash = study.user_attrs.get("data_sha256")
+    if recorded_hash and recorded_hash != dataset.sha256:
+        raise DataError(
+            f"{data}: study '{study.study_name}' in {storage_label} was run on different data "
+            f"(sha256 {recorded_hash[:12]}…, this file {dataset.sha256[:12]}…); pass "
+            "--study with a new name to start a new study"
+        )
 
 
 def _fail_orphaned_trials(study: optuna.Study, gate: BudgetGate, tracker: StudyTracker) -> None:

@@ -347,14 +347,20 @@ class Objective:
         summary = summarise(results)
         explanation = explain(results, self.thresholds)
         collapsed_folds = int(summary["collapsed_folds"])
+        # Folds whose output did not depend on the input at all: the severest collapse.
+        constant_folds = sum(
+            fold.collapsed and fold.probability_std < self.thresholds.min_probability_std
+            for fold in results
+        )
         trial.set_user_attr("collapsed_folds", collapsed_folds)
+        trial.set_user_attr("constant_folds", constant_folds)
         trial.set_user_attr("folds_run", len(results))
         trial.set_user_attr("collapse", explanation)
         trial.set_user_attr("majority_share", round(summary["majority_share"], 4))
         trial.set_user_attr("accuracy", round(summary["accuracy"], 4))
         trial.set_user_attr("probability_std", float(f"{summary['probability_std']:.3g}"))
         run.log(
-            metrics={**summary, "folds_run": len(results)},
+            metrics={**summary, "folds_run": len(results), "constant_folds": constant_folds},
             tags={
                 f"{TAG_PREFIX}collapsed": str(collapsed_folds > 0).lower(),
                 f"{TAG_PREFIX}collapse": explanation,

@@ -92,6 +92,8 @@ class CollapseRate:
         collapsed: Trials with at least one collapsed fold.
         total: Trials counted (complete and pruned) with this value.
         binned: Whether ``value`` is a range.
+        constant: Collapsed trials with a fold whose output did not depend on its input at
+            all (the same probability for every row), the severest collapse.
     """
 
     parameter: str
@@ -99,6 +101,7 @@ class CollapseRate:
     collapsed: int
     total: int
     binned: bool = False
+    constant: int = 0
 
     @property
     def rate(self) -> float:
@@ -114,9 +117,21 @@ class CollapseRate:
             else f"{self.parameter}={self.value}"
         )
 
+    @property
+    def severity(self) -> tuple[float, float, int, int]:
+        """What ranks values by collapse: the rate, then the share with a constant output,
+        then how many trials collapsed, then how many were tried."""
+        constant_share = self.constant / self.total if self.total else 0.0
+        return (self.rate, constant_share, self.collapsed, self.total)
+
     def describe(self) -> str:
-        """For example ``embedding=token: 3/3 trials collapsed (100%)``."""
-        return f"{self.label}: {self.collapsed}/{self.total} trials collapsed ({self.rate:.0%})"
+        """For example ``embedding=token: 3/3 trials collapsed (100%), 3 with a constant
+        output``."""
+        constant = f", {self.constant} with a constant output" if self.constant else ""
+        return (
+            f"{self.label}: {self.collapsed}/{self.total} trials collapsed ({self.rate:.0%})"
+            f"{constant}"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +213,7 @@ def collapse_rates(study: optuna.Study) -> list[CollapseRate]:
 
     Returns:
         One entry per parameter value (or range), grouped by parameter in the spec's order,
-        the highest rate first within each parameter.
+        the highest rate first within each parameter (then the most constant outputs).
     """
     trials = study.get_trials(deepcopy=False, states=COUNTED_STATES)
     rates: list[CollapseRate] = []
@@ -215,23 +230,29 @@ def collapse_rates(study: optuna.Study) -> list[CollapseRate]:
             )
         else:
             labels, binned = [str(value) for value in values], False
-        tally: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0])
+        tally: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])
         for label, trial in zip(labels, with_value, strict=True):
             tally[label][0] += _collapsed(trial)
             tally[label][1] += 1
+            tally[label][2] += _constant(trial)
         group = [
-            CollapseRate(name, label, collapsed, total, binned)
-            for label, (collapsed, total) in tally.items()
+            CollapseRate(name, label, collapsed, total, binned, constant)
+            for label, (collapsed, total, constant) in tally.items()
         ]
         order = (lambda rate: _bin_start(rate.value)) if binned else (lambda rate: rate.value)
-        rates += sorted(sorted(group, key=order), key=lambda rate: -rate.rate)
+        # Most collapsing first; among equal rates, the one with more constant outputs.
+        rates += sorted(
+            sorted(group, key=order), key=lambda rate: (-rate.severity[0], -rate.severity[1])
+        )
     return rates
 
 
 def collapse_driver(rates: Sequence[CollapseRate]) -> CollapseRate | None:
     """The parameter value (or range) with the highest collapse rate.
 
-    Ties go to the value with more collapsed trials, then to the one tried more often.
+    Ties go to the value whose trials more often gave a constant output (a model that
+    ignores its input, the plainest sign of a structural cause), then to the value with
+    more collapsed trials, then to the one tried more often.
 
     Args:
         rates: From ``collapse_rates``.
@@ -242,7 +263,7 @@ def collapse_driver(rates: Sequence[CollapseRate]) -> CollapseRate | None:
     candidates = [rate for rate in rates if rate.collapsed]
     if not candidates:
         return None
-    return max(candidates, key=lambda rate: (rate.rate, rate.collapsed, rate.total))
+    return max(candidates, key=lambda rate: rate.severity)
 
 
 def importances(
@@ -431,6 +452,10 @@ def _collapsed(trial: FrozenTrial) -> bool:
     return trial.user_attrs.get("collapsed_folds", 0) > 0
 
 
+def _constant(trial: FrozenTrial) -> bool:
+    return trial.user_attrs.get("constant_folds", 0) > 0
+
+
 def _best_trial(study: optuna.Study) -> FrozenTrial | None:
     try:
         return study.best_trial
@@ -502,7 +527,9 @@ def _collapse_section(rates: list[CollapseRate]) -> Section:
         return Section("Collapse by parameter", ["No trial has finished yet."])
     intro = (
         "A trial counts as collapsed when at least one of its folds predicted one class for "
-        "(nearly) every row; complete and pruned trials are counted."
+        "(nearly) every row; complete and pruned trials are counted. A constant output is "
+        "the severest collapse: the same probability for every row, so the input never "
+        "reached the output."
     )
     return Section("Collapse by parameter", [intro, Bullets([rate.describe() for rate in rates])])
 
@@ -672,23 +699,36 @@ def _verdict(rates: list[CollapseRate], study: optuna.Study) -> str:
     others = [rate for rate in rates if rate.parameter == driver.parameter and rate != driver]
     collapsed = sum(rate.collapsed for rate in others)
     total = sum(rate.total for rate in others)
+    constant = sum(rate.constant for rate in others)
     rest = (
         f", against {collapsed}/{total} ({collapsed / total:.0%}) with any other "
         f"{driver.parameter}"
+        + (f" ({constant} with a constant output)" if driver.constant else "")
         if total
         else f", the only {driver.parameter} tried"
     )
-    key = (driver.rate, driver.collapsed, driver.total)
-    tied = [
+    # A tie means these trials cannot tell the values apart; say so rather than pick one.
+    tied = [rate.label for rate in rates if rate != driver and rate.severity == driver.severity]
+    tie = f" (tied with {', '.join(tied)})" if tied else ""
+    # Values that collapsed as often but with a varying output come second to a constant one.
+    as_often = [
         rate.label
         for rate in rates
-        if rate != driver and (rate.rate, rate.collapsed, rate.total) == key
+        if rate != driver and rate.rate == driver.rate and rate.severity != driver.severity
     ]
-    # A tie means these trials cannot tell the values apart; say so rather than pick one.
-    tie = f" (tied with {', '.join(tied)})" if tied else ""
+    second = (
+        f"; {', '.join(as_often)} collapsed as often, but with fewer constant outputs"
+        if as_often and driver.constant
+        else ""
+    )
+    kind = (
+        f", {driver.constant} of them with a constant output (the input never reached the output)"
+        if driver.constant
+        else ""
+    )
     return (
         f"Verdict: {driver.label} drives collapse: {driver.collapsed}/{driver.total} trials "
-        f"collapsed ({driver.rate:.0%}){rest}{tie}."
+        f"collapsed ({driver.rate:.0%}){kind}{rest}{tie}{second}."
     )
 
 

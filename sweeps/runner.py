@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 # A sweep whose trials keep failing is broken, not unlucky: stop instead of retrying forever
 # (failed trials do not use up the budget).
 MAX_CONSECUTIVE_FAILURES = 3
+# How often a worker with nothing left to ask looks again at trials running elsewhere.
+AWAIT_POLL_S = 10
 
 
 class SweepError(RuntimeError):
@@ -85,7 +87,9 @@ def run_until_budget(
 
     The budget counts the study's trials across every invocation and every process
     (running ones included), so running the same sweep again after it finished adds none,
-    and workers sharing the study stop together when it is spent.
+    and workers sharing the study stop together when it is spent. On a database server,
+    where workers on other machines may die unseen, a worker stays until no trial runs, so
+    that a trial failed for a stale heartbeat is run again.
 
     Args:
         study: The study, opened with this process's sampler.
@@ -111,7 +115,23 @@ def run_until_budget(
         worker = worker_attrs(index=0, gpu="default", threads=None)
     progress = _Progress(study, budget, metric)
     failures = ran = 0
-    while (trial := gate.ask(study, budget, worker)) is not None:
+    waiting = False
+    while True:
+        trial = gate.ask(study, budget, worker)
+        if trial is None:
+            awaited = gate.awaited(study)
+            if not awaited:
+                break
+            if not waiting:
+                logger.info(
+                    "the budget is taken; waiting for %d running trial(s), to run again any "
+                    "whose worker dies",
+                    awaited,
+                )
+                waiting = True
+            time.sleep(min(gate.heartbeat_interval or 1, AWAIT_POLL_S))
+            continue
+        waiting = False
         with gate.heartbeat(trial):
             finished = _run_trial(study, trial, objective)
         ran += 1
@@ -165,7 +185,15 @@ def _tell(
 ) -> FrozenTrial:
     # skip_if_finished: a trial marked failed elsewhere while it ran (its heartbeat went
     # stale) keeps that state rather than raising here.
-    finished = study.tell(trial, value, state=state, skip_if_finished=True)
+    try:
+        finished = study.tell(trial, value, state=state, skip_if_finished=True)
+    except RuntimeError as error:
+        # The grid sampler ends a study whose grid is exhausted with `study.stop()`, which
+        # raises outside `study.optimize`. The trial was stored before that, and the budget
+        # (the grid's size, as the spec checks) ends the sweep anyway.
+        if "Study.stop" not in str(error):
+            raise
+        finished = study.get_trials(deepcopy=False)[trial.number]
     if finished.state != state:
         logger.warning(
             "trial %d had already been marked %s elsewhere; its result here is dropped",

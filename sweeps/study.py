@@ -42,9 +42,51 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 # "process", "gpu", "threads"}. It is written in the same locked step that creates the
 # trial, so a running trial without it was abandoned by a process that died in that step.
 WORKER_ATTR = "worker"
-# Heartbeats let a trial whose worker died on another machine be marked failed and retried.
+# Heartbeats let a trial whose worker died on another machine be marked failed and retried:
+# every interval a worker stamps its running trial; one unstamped for the grace period is
+# failed by the next worker that asks for a trial. The environment may set both, in whole
+# seconds (shorter for tests, longer for a slow link); every machine should agree.
 HEARTBEAT_INTERVAL_S = 60
 HEARTBEAT_GRACE_S = 180
+HEARTBEAT_INTERVAL_VARIABLE = "SWEEP_HEARTBEAT_INTERVAL_S"
+HEARTBEAT_GRACE_VARIABLE = "SWEEP_HEARTBEAT_GRACE_S"
+
+
+class StorageError(ValueError):
+    """The study storage cannot be opened as configured."""
+
+
+def heartbeat_timing() -> tuple[int, int]:
+    """The heartbeat interval and grace period, in seconds, from the environment or defaults.
+
+    Raises:
+        StorageError: A variable is not a whole number of seconds, or the grace period is
+            not longer than the interval.
+    """
+    timing = []
+    for variable, default in (
+        (HEARTBEAT_INTERVAL_VARIABLE, HEARTBEAT_INTERVAL_S),
+        (HEARTBEAT_GRACE_VARIABLE, HEARTBEAT_GRACE_S),
+    ):
+        raw = os.environ.get(variable, "").strip()
+        try:
+            seconds = int(raw) if raw else default
+        except ValueError:
+            seconds = 0
+        if seconds < 1:
+            raise StorageError(
+                f"{variable}={raw!r}: expected a whole number of seconds, at least 1 "
+                f"(default {default}); unset it to use the default"
+            )
+        timing.append(seconds)
+    interval, grace = timing
+    if grace <= interval:
+        raise StorageError(
+            f"{HEARTBEAT_GRACE_VARIABLE}={grace} is not longer than "
+            f"{HEARTBEAT_INTERVAL_VARIABLE}={interval}: a live worker would have its trial "
+            "failed between two heartbeats; make the grace period a few intervals long"
+        )
+    return interval, grace
 
 
 def open_storage(url: str) -> BaseStorage:
@@ -56,16 +98,17 @@ def open_storage(url: str) -> BaseStorage:
 
     Returns:
         The storage.
+
+    Raises:
+        StorageError: The heartbeat timing in the environment is invalid.
     """
     if "://" in url:
         # SQLite lives on one machine, where a dead worker is found by its process instead.
-        heartbeat = None if url.startswith("sqlite") else HEARTBEAT_INTERVAL_S
+        interval, grace = (None, None) if url.startswith("sqlite") else heartbeat_timing()
         with warnings.catch_warnings():
             # Heartbeats have been "experimental" since Optuna 2.9; the warning says no more.
             warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(
-                url, heartbeat_interval=heartbeat, grace_period=heartbeat and HEARTBEAT_GRACE_S
-            )
+            return RDBStorage(url, heartbeat_interval=interval, grace_period=grace)
     path = Path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     # The open(2)-based lock works on file systems without symbolic links, unlike the default.
@@ -389,6 +432,23 @@ class BudgetGate:
                 self.on_abandoned(trial, reason)
         return failed
 
+    @property
+    def heartbeat_interval(self) -> int | None:
+        """Seconds between heartbeats on a storage that keeps them (a database server)."""
+        return getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+
+    def awaited(self, study: optuna.Study) -> int:
+        """How many running trials a worker with nothing left to ask should wait for.
+
+        On a storage with heartbeats, a trial whose worker died (on any machine) is failed
+        only after its grace period, by a worker that asks again; so a worker stays while
+        trials run, to rerun any that fail. Elsewhere the launcher watches its workers, and
+        this is 0.
+        """
+        if self.heartbeat_interval is None:
+            return 0
+        return len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
     @contextlib.contextmanager
     def heartbeat(self, trial: optuna.Trial) -> Iterator[None]:
         """Record the trial's heartbeat while the body runs, on storages that keep them.
@@ -396,7 +456,7 @@ class BudgetGate:
         A worker on another machine that dies stops beating; after the grace period any
         worker's next ``ask`` marks its trial failed.
         """
-        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+        interval = self.heartbeat_interval
         if interval is None:
             yield
             return
@@ -418,7 +478,7 @@ class BudgetGate:
             thread.join()
 
     def _fail_stale(self, study: optuna.Study) -> None:
-        if getattr(self.storage, "get_heartbeat_interval", lambda: None)() is None:
+        if self.heartbeat_interval is None:
             return
         running = {
             trial.number
@@ -431,7 +491,8 @@ class BudgetGate:
             optuna.storages.fail_stale_trials(study)
         for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             if trial.number in running:
-                reason = f"no heartbeat for {HEARTBEAT_GRACE_S} s (its worker died)"
+                grace = getattr(self.storage, "grace_period", None)
+                reason = f"no heartbeat for {grace} s (its worker died)"
                 logger.warning("trial %d marked failed: %s", trial.number, reason)
                 if self.on_abandoned is not None:
                     self.on_abandoned(trial, reason)

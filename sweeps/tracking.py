@@ -9,12 +9,14 @@ trials, folds or worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,29 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+@contextlib.contextmanager
+def store_creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold a file lock beside a SQLite tracking store while a client opens it.
+
+    Opening a SQLite store creates or upgrades its tables, and two processes doing that at
+    once fail ("table latest_metrics already exists"): launchers started together, or the
+    workers of one launcher, would. Other stores need no lock: a tracking server creates
+    its tables once, when it starts.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        yield
+        return
+    database = Path(tracking_uri[len(prefix) :].split("?", 1)[0])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class StudyTracker:
     """Writes one study's runs to MLflow.
 
@@ -138,7 +163,8 @@ class StudyTracker:
     def __init__(self, config: TrackingConfig, study_name: str) -> None:
         self.config = config
         self.study_name = study_name
-        self.client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
+        with store_creation_lock(config.tracking_uri):
+            self.client = mlflow.MlflowClient(tracking_uri=config.tracking_uri)
         self.experiment_id = ""
         self.parent_run_id = ""
         # Tags for every trial run this process opens, e.g. the worker and GPU it ran on.

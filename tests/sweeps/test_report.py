@@ -319,3 +319,41 @@ def test_build_report_when_every_trial_collapsed_names_no_driver(stores, trackin
     text = build_report(study).text()
     assert "Verdict: every trial collapsed (3/3), so no parameter value stands out" in text
     assert "Every one of the 3 completed trials had a collapsed fold" in text
+
+
+def test_verdict_prefers_the_value_whose_trials_gave_a_constant_output():
+    study = optuna.create_study(direction="maximize")
+    distributions = {
+        "embedding": optuna.distributions.CategoricalDistribution(["token", "patch"]),
+        "pooling": optuna.distributions.CategoricalDistribution(["avg", "cls"]),
+    }
+    # token collapses with a constant output; cls collapses as often, once with a varying one.
+    for embedding, pooling, collapsed, constant in [
+        ("token", "avg", 2, 2),
+        ("token", "cls", 1, 1),
+        ("patch", "cls", 1, 0),
+        ("patch", "avg", 0, 0),
+    ]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"embedding": embedding, "pooling": pooling},
+                distributions=distributions,
+                value=0.9 if not collapsed else 0.5,
+                user_attrs={"collapsed_folds": collapsed, "constant_folds": constant},
+            )
+        )
+
+    rates = {rate.label: rate for rate in collapse_rates(study)}
+    assert rates["embedding=token"].describe() == (
+        "embedding=token: 2/2 trials collapsed (100%), 2 with a constant output"
+    )
+    assert rates["pooling=cls"].describe() == (
+        "pooling=cls: 2/2 trials collapsed (100%), 1 with a constant output"
+    )
+    assert collapse_driver(list(rates.values())).label == "embedding=token"
+    assert build_report(study).verdict == (
+        "Verdict: embedding=token drives collapse: 2/2 trials collapsed (100%), 2 of them "
+        "with a constant output (the input never reached the output), against 1/2 (50%) "
+        "with any other embedding (0 with a constant output); pooling=cls collapsed as "
+        "often, but with fewer constant outputs."
+    )

@@ -7,12 +7,17 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweeps.cli import EXIT_BAD_INPUT, main
 from sweeps.runner import SweepError, run_until_budget
 from sweeps.spec import parse_spec
 from sweeps.study import (
+    HEARTBEAT_GRACE_VARIABLE,
+    HEARTBEAT_INTERVAL_VARIABLE,
     WORKER_ATTR,
     BudgetGate,
     BudgetLock,
+    StorageError,
+    heartbeat_timing,
     is_alive_here,
     load_or_create_study,
     open_storage,
@@ -48,6 +53,18 @@ def test_run_until_budget_resumed_study_adds_no_trial(storage_url):
     # A larger budget adds only the difference.
     assert run_until_budget(reopened, _objective, 7, metric="balanced_accuracy") == 2
     assert len(reopened.trials) == 7
+
+
+def test_run_until_budget_spends_a_whole_grid(tmp_path):
+    # The grid sampler stops the study when its last grid point is told; outside
+    # study.optimize that must not end the sweep with an error.
+    spec = parse_spec(
+        {"name": "g", "sampler": {"name": "grid"}, "search": {"embedding": ["token", "patch"]}}
+    )
+    study = load_or_create_study(open_storage(str(tmp_path / "j.log")), "g", spec)
+    assert run_until_budget(study, _objective, 2, metric="balanced_accuracy") == 2
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2
+    assert {trial.params["embedding"] for trial in study.trials} == {"token", "patch"}
 
 
 def test_run_until_budget_failed_trials_are_retried(tmp_path):
@@ -185,3 +202,31 @@ def test_budget_lock_sits_beside_file_storages(tmp_path):
     # Different studies get different database lock keys; the same study always the same.
     assert BudgetLock("x.log", "a").key == BudgetLock("y.log", "a").key
     assert BudgetLock("x.log", "a").key != BudgetLock("x.log", "b").key
+
+
+def test_heartbeat_timing_from_the_environment(monkeypatch):
+    monkeypatch.delenv(HEARTBEAT_INTERVAL_VARIABLE, raising=False)
+    monkeypatch.delenv(HEARTBEAT_GRACE_VARIABLE, raising=False)
+    assert heartbeat_timing() == (60, 180)
+    monkeypatch.setenv(HEARTBEAT_INTERVAL_VARIABLE, "2")
+    monkeypatch.setenv(HEARTBEAT_GRACE_VARIABLE, "10")
+    assert heartbeat_timing() == (2, 10)
+    monkeypatch.setenv(HEARTBEAT_GRACE_VARIABLE, "ten")
+    with pytest.raises(StorageError, match=r"SWEEP_HEARTBEAT_GRACE_S='ten': expected a whole"):
+        heartbeat_timing()
+    monkeypatch.setenv(HEARTBEAT_GRACE_VARIABLE, "2")
+    with pytest.raises(StorageError, match="is not longer than SWEEP_HEARTBEAT_INTERVAL_S=2"):
+        heartbeat_timing()
+
+
+def test_a_bad_heartbeat_setting_is_refused_before_any_trial(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv(HEARTBEAT_INTERVAL_VARIABLE, "0")
+    argv = [
+        "worker",
+        "--study",
+        "s",
+        "--storage",
+        f"postgresql://u:pw@127.0.0.1:1/{tmp_path.name}",
+    ]
+    assert main(argv) == EXIT_BAD_INPUT
+    assert "SWEEP_HEARTBEAT_INTERVAL_S='0': expected a whole number of seconds" in caplog.text

@@ -387,6 +387,38 @@ def test_interrupted_launcher_stops_workers_cleanly_and_resumes(tmp_path, small_
     assert all(run.info.status != "RUNNING" for run in runs)
 
 
+@pytest.mark.slow
+def test_two_launchers_started_at_once_share_one_study_and_one_parent_run(
+    tmp_path, spec_path, small_data, stores
+):
+    # Nothing exists yet: both create the study, the MLflow store and the experiment at once.
+    logs = [tmp_path / f"launcher-{index}.log" for index in range(2)]
+    handles = [log.open("w") for log in logs]
+    try:
+        launchers = [_launch(spec_path, small_data, stores, log=handle) for handle in handles]
+        codes = [launcher.wait(timeout=300) for launcher in launchers]
+    finally:
+        for handle in handles:
+            handle.close()
+    assert codes == [0, 0], [log.read_text()[-3000:] for log in logs]
+
+    study = _study(stores)
+    assert [trial.state for trial in study.trials] == [TrialState.COMPLETE] * 2
+    runs = _runs(stores)
+    (parent,) = _by_role(runs, "study")
+    assert sorted(run.info.run_name for run in _by_role(runs, "baseline")) == [
+        "baseline-logistic",
+        "baseline-majority",
+    ]
+    trial_runs = _by_role(runs, "trial")
+    assert sorted(int(run.data.tags["collapse_sweep.trial_number"]) for run in trial_runs) == [
+        0,
+        1,
+    ]
+    assert {run.data.tags["mlflow.parentRunId"] for run in trial_runs} == {parent.info.run_id}
+    assert all(run.info.status != "RUNNING" for run in runs)
+
+
 def test_worker_refuses_data_that_differs_from_the_study(tmp_path, small_data, stores, caplog):
     # A study as `sweep run` prepares it, with no trial run yet.
     spec = parse_spec(SPEC)
