@@ -710,14 +710,19 @@ def _verdict(rates: list[CollapseRate], study: optuna.Study) -> str:
     # A tie means these trials cannot tell the values apart; say so rather than pick one.
     tied = [rate.label for rate in rates if rate != driver and rate.severity == driver.severity]
     tie = f" (tied with {', '.join(tied)})" if tied else ""
-    # Values that collapsed as often but with a varying output come second to a constant one.
+    # Values that collapsed as often but with a varying output come second to a constant one;
+    # a value tried once says too little to be named here.
     as_often = [
         rate.label
         for rate in rates
-        if rate != driver and rate.rate == driver.rate and rate.severity != driver.severity
+        if rate != driver
+        and rate.rate == driver.rate
+        and rate.severity != driver.severity
+        and rate.total > 1
     ]
+    more = f" and {len(as_often) - 3} more" if len(as_often) > 3 else ""
     second = (
-        f"; {', '.join(as_often)} collapsed as often, but with fewer constant outputs"
+        f"; {', '.join(as_often[:3])}{more} collapsed as often, but with fewer constant outputs"
         if as_often and driver.constant
         else ""
     )

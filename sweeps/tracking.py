@@ -29,6 +29,10 @@ from sweeps.collapse import FoldMetrics
 
 logger = logging.getLogger(__name__)
 
+# MLflow prints a "View run at <url>" line to stdout for every run it ends on a tracking
+# server; a sweep logs its own line per trial, so those would only bury the log.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
 TAG_PREFIX = "collapse_sweep."
 # What a trial's final Optuna state becomes in MLflow, which has no "pruned" status: a
 # pruned trial was stopped on purpose, so it is KILLED, and the tag keeps the exact state.
