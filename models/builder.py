@@ -1,6 +1,7 @@
 """Builds the transformer classifier the sweeps search over, from plain arguments."""
 
 import contextlib
+import dataclasses
 import numbers
 import random
 from collections.abc import Iterator
@@ -59,6 +60,20 @@ def _require_integer(name: str, value, minimum: int, example: str) -> None:
         raise ValueError(f"{name}={value!r} must be an integer >= {minimum}; pass e.g. {example}.")
 
 
+@dataclasses.dataclass(frozen=True)
+class _EmbeddingOptions:
+    """The arguments of ``build_classifier`` that belong to one embedding or another."""
+
+    patch_length: int | None
+    patch_stride: int | None
+    periodic_sigma: float
+    periodic_frequencies: int
+    ple_bins: int
+    conv_kernel_size: int
+    conv_stride: int
+    adapt_features: np.ndarray | None
+
+
 def _validate(
     *,
     sequence_length: int,
@@ -69,14 +84,7 @@ def _validate(
     ff_multiplier: float,
     dropout_rate: float,
     pooling: str,
-    patch_length: int | None,
-    patch_stride: int | None,
-    periodic_sigma: float,
-    periodic_frequencies: int,
-    ple_bins: int,
-    conv_kernel_size: int,
-    conv_stride: int,
-    adapt_features: np.ndarray | None,
+    options: _EmbeddingOptions,
 ) -> None:
     """Refuse arguments that cannot build a model, or would build one that cannot learn.
 
@@ -84,6 +92,9 @@ def _validate(
     they have valid defaults; how they combine with the row length or with each other is
     checked only for the embedding that uses them, so a search space may sample them all.
     """
+    patch_length, patch_stride = options.patch_length, options.patch_stride
+    periodic_sigma, ple_bins = options.periodic_sigma, options.ple_bins
+    conv_kernel_size, conv_stride = options.conv_kernel_size, options.conv_stride
     if embedding not in EMBEDDINGS:
         raise ValueError(
             f"embedding={embedding!r} is unknown; choose one of {', '.join(EMBEDDINGS)}."
@@ -130,7 +141,9 @@ def _validate(
             f"periodic_sigma={periodic_sigma!r} must be a finite number > 0; values from 0.01 "
             "to 10 are usual, 1.0 is the default."
         )
-    _require_integer("periodic_frequencies", periodic_frequencies, 1, "periodic_frequencies=16")
+    _require_integer(
+        "periodic_frequencies", options.periodic_frequencies, 1, "periodic_frequencies=16"
+    )
     _require_integer("ple_bins", ple_bins, 2, "ple_bins=8")
     _require_integer("conv_kernel_size", conv_kernel_size, 1, "conv_kernel_size=7")
     _require_integer("conv_stride", conv_stride, 1, "conv_stride=4")
@@ -152,7 +165,7 @@ def _validate(
             "the values between windows would never be seen; use a conv_stride from 1 to "
             f"{conv_kernel_size}, or a larger conv_kernel_size."
         )
-    if embedding == "ple" and adapt_features is None:
+    if embedding == "ple" and options.adapt_features is None:
         raise ValueError(
             "adapt_features=None, but embedding='ple' takes its bin edges from the training "
             "rows: pass adapt_features, the training fold after scaling, as an array of shape "
@@ -161,18 +174,7 @@ def _validate(
 
 
 def _make_embedding(
-    embedding: str,
-    *,
-    sequence_length: int,
-    width: int,
-    patch_length: int | None,
-    patch_stride: int | None,
-    periodic_sigma: float,
-    periodic_frequencies: int,
-    ple_bins: int,
-    conv_kernel_size: int,
-    conv_stride: int,
-    adapt_features: np.ndarray | None,
+    embedding: str, *, sequence_length: int, width: int, options: _EmbeddingOptions
 ) -> keras.layers.Layer:
     """Construct the named embedding, already adapted to ``adapt_features`` for ``ple``."""
     # Plain ints and floats: the layer configs are saved as JSON, which refuses NumPy scalars.
@@ -185,16 +187,22 @@ def _make_embedding(
         return FeatureEmbedding(**common)
     if embedding == "periodic":
         return PeriodicEmbedding(
-            **common, num_frequencies=int(periodic_frequencies), sigma=float(periodic_sigma)
+            **common,
+            num_frequencies=int(options.periodic_frequencies),
+            sigma=float(options.periodic_sigma),
         )
     if embedding == "ple":
-        layer = PiecewiseLinearEmbedding(**common, num_bins=int(ple_bins))
-        layer.adapt(adapt_features)
+        layer = PiecewiseLinearEmbedding(**common, num_bins=int(options.ple_bins))
+        layer.adapt(options.adapt_features)
         return layer
     if embedding == "patch":
-        stride = None if patch_stride is None else int(patch_stride)
-        return PatchEmbedding(**common, patch_length=int(patch_length), patch_stride=stride)
-    return ConvEmbedding(**common, kernel_size=int(conv_kernel_size), stride=int(conv_stride))
+        stride = None if options.patch_stride is None else int(options.patch_stride)
+        return PatchEmbedding(
+            **common, patch_length=int(options.patch_length), patch_stride=stride
+        )
+    return ConvEmbedding(
+        **common, kernel_size=int(options.conv_kernel_size), stride=int(options.conv_stride)
+    )
 
 
 def build_classifier(
@@ -274,16 +282,16 @@ def build_classifier(
         ValueError: If an argument is out of range, names an unknown embedding or pooling, or
             ``ple`` lacks usable ``adapt_features``.
     """
-    embedding_arguments = {
-        "patch_length": patch_length,
-        "patch_stride": patch_stride,
-        "periodic_sigma": periodic_sigma,
-        "periodic_frequencies": periodic_frequencies,
-        "ple_bins": ple_bins,
-        "conv_kernel_size": conv_kernel_size,
-        "conv_stride": conv_stride,
-        "adapt_features": adapt_features,
-    }
+    options = _EmbeddingOptions(
+        patch_length=patch_length,
+        patch_stride=patch_stride,
+        periodic_sigma=periodic_sigma,
+        periodic_frequencies=periodic_frequencies,
+        ple_bins=ple_bins,
+        conv_kernel_size=conv_kernel_size,
+        conv_stride=conv_stride,
+        adapt_features=adapt_features,
+    )
     _validate(
         sequence_length=sequence_length,
         embedding=embedding,
@@ -293,12 +301,12 @@ def build_classifier(
         ff_multiplier=ff_multiplier,
         dropout_rate=dropout_rate,
         pooling=pooling,
-        **embedding_arguments,
+        options=options,
     )
     with _seeded_construction(seed):
         inputs = keras.Input(shape=(sequence_length,), dtype="float32", name="values")
         embed = _make_embedding(
-            embedding, sequence_length=sequence_length, width=width, **embedding_arguments
+            embedding, sequence_length=sequence_length, width=width, options=options
         )
         x = embed(inputs)  # (batch, tokens, width)
         if pooling == "cls":
