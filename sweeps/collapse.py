@@ -20,6 +20,11 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+# The constraint a collapsed trial gives the sampler (see `collapse_violation`), and the most
+# its score can add to it.
+CONSTRAINT_NAME = "collapse"
+SCORE_TIE_BREAK = 0.01
+
 # Probabilities at or above this are class 1. The threshold is explicit because a model
 # that outputs probabilities must be thresholded before it is compared with labels.
 DECISION_THRESHOLD = 0.5
@@ -100,6 +105,34 @@ def fold_metrics(
             or probability_std < thresholds.min_probability_std
         ),
     )
+
+
+def collapse_violation(folds: list[FoldMetrics], metric: str) -> float:
+    """How far a trial is from feasible, for the sampler's collapse constraint.
+
+    0 when no fold collapsed (feasible). Otherwise the share of folds that collapsed, plus
+    up to ``SCORE_TIE_BREAK`` for a poor mean score, so that among trials that collapsed
+    alike the better-scoring one counts as less infeasible. Without that tie-break, a study
+    whose first trials all collapsed gives TPE nothing but the collapsed shares to go on,
+    and it searches around arbitrary collapsed trials instead of following the metric.
+
+    Args:
+        folds: The trial's validation folds so far.
+        metric: The score to break ties with (higher is better, at most 1).
+
+    Returns:
+        The constraint value: positive means infeasible.
+    """
+    if not folds:
+        return 0.0
+    share = sum(fold.collapsed for fold in folds) / len(folds)
+    if share == 0:
+        return 0.0
+    scores = [getattr(fold, metric) for fold in folds]
+    scores = [score for score in scores if not math.isnan(score)]
+    mean = sum(scores) / len(scores) if scores else 0.0
+    # Scores lie in [0, 1] (MCC in [-1, 1]): the tie-break stays below one fold's share.
+    return share + SCORE_TIE_BREAK * (1.0 - mean) / 2.0
 
 
 def summarise(folds: list[FoldMetrics]) -> dict[str, float]:

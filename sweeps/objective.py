@@ -28,7 +28,15 @@ from scipy.special import expit
 from data import Dataset, early_stopping_split, make_scaler
 from models import build_classifier, build_user_model, outputs_probability
 from sweeps.artifacts import FOLDS_FILE, write_fold_artifacts, write_fold_indices
-from sweeps.collapse import CollapseThresholds, FoldMetrics, explain, fold_metrics, summarise
+from sweeps.collapse import (
+    CONSTRAINT_NAME,
+    CollapseThresholds,
+    FoldMetrics,
+    collapse_violation,
+    explain,
+    fold_metrics,
+    summarise,
+)
 from sweeps.monitor import EPOCH_METRICS, CollapseMonitor
 from sweeps.space import suggest_parameters
 from sweeps.spec import TRAINING_PARAMETERS, Spec
@@ -210,8 +218,9 @@ class Objective:
             if state != "FAIL" and results and self.spec.collapse.constrain_search:
                 # Positive means infeasible: any collapsed fold marks the trial as a region
                 # for the sampler to avoid, and a trial that collapsed more ranks worse.
-                collapsed_share = sum(result.collapsed for result in results) / len(results)
-                trial.set_constraint("collapsed_share", collapsed_share)
+                trial.set_constraint(
+                    CONSTRAINT_NAME, collapse_violation(results, self.spec.cv.metric)
+                )
             if run is not None:
                 run.end(state)
 

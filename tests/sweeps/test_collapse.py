@@ -3,7 +3,13 @@ import math
 import numpy as np
 import pytest
 
-from sweeps.collapse import CollapseThresholds, explain, fold_metrics, summarise
+from sweeps.collapse import (
+    CollapseThresholds,
+    collapse_violation,
+    explain,
+    fold_metrics,
+    summarise,
+)
 
 THRESHOLDS = CollapseThresholds()
 LABELS = np.array([0, 0, 0, 0, 1, 1, 1, 1])
@@ -69,6 +75,28 @@ def test_summarise_counts_collapsed_folds():
     assert summary["collapsed"] == pytest.approx(2 / 3)
     assert summary["balanced_accuracy"] == pytest.approx((1 + 0.5 + 0.5) / 3)
     assert "majority_class" not in summary
+
+
+def test_collapse_violation_ranks_by_collapsed_share_then_score():
+    good = fold_metrics(LABELS, np.linspace(0.1, 0.9, 8), THRESHOLDS)
+    # Both collapsed (every row gets class 0), one ranking its rows perfectly.
+    ranked = fold_metrics(LABELS, np.array([0.1, 0.1, 0.1, 0.1, 0.2, 0.2, 0.2, 0.3]), THRESHOLDS)
+    blind = fold_metrics(LABELS, np.full(8, 0.3), THRESHOLDS)
+    assert ranked.collapsed and blind.collapsed
+    assert collapse_violation([good, good], "roc_auc") == 0.0  # feasible
+    assert collapse_violation([], "roc_auc") == 0.0
+    # The share of collapsed folds comes first...
+    assert collapse_violation([blind, blind], "roc_auc") > collapse_violation(
+        [ranked, good], "roc_auc"
+    )
+    # ... and among equal shares the better score is the smaller violation, by at most 0.01.
+    assert (
+        0.5
+        <= collapse_violation([ranked, good], "roc_auc")
+        < collapse_violation([blind, good], "roc_auc")
+        <= 0.51
+    )
+    assert collapse_violation([blind], "mcc") == pytest.approx(1.005)
 
 
 def test_explain_names_folds_classes_and_reason():

@@ -133,14 +133,15 @@ def test_a_collapsed_fold_prunes_its_trial_and_says_why(tmp_path):
     assert token.user_attrs["first_collapsed_epochs"] == [0]
     assert token.user_attrs["folds_run"] == 1
     assert list(token.intermediate_values) == [2]  # fold 0, epoch 2
-    assert token.constraints == {"collapsed_share": 1.0}
+    # Infeasible: one collapsed fold of one, plus a tie-break for its chance-level score.
+    assert token.constraints == {"collapse": pytest.approx(1.0025)}
     # Every row got the same probability: a constant output, not just one class.
     assert token.user_attrs["constant_folds"] == 1
 
     assert patch.state == TrialState.COMPLETE
     assert "prune_reason" not in patch.user_attrs
     assert sorted(patch.intermediate_values) == [7, 15]  # the last step of each fold's block
-    assert patch.constraints == {"collapsed_share": 0.0}
+    assert patch.constraints == {"collapse": 0.0}
     assert patch.user_attrs["constant_folds"] == 0
     assert study.best_trial.number == patch.number
 

@@ -75,7 +75,7 @@ def _fake_objective(tracker):
         trial.set_user_attr("folds_run", 2)
         trial.set_user_attr("majority_share", 1.0 if collapsed else 0.55)
         trial.set_user_attr("accuracy", 0.75 if collapsed else value)
-        trial.set_constraint("collapsed_share", 1.0 if collapsed else 0.0)
+        trial.set_constraint("collapse", 1.0 if collapsed else 0.0)
         trial.set_user_attr(
             "collapse", "collapsed in 2 of 2 folds" if collapsed else "no collapse"
         )
