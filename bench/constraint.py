@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-import yaml
 from optuna.trial import TrialState
 
+from bench import JOURNAL, run_arguments
 from data.demo import write_demo
 from sweeps.cli import main as sweep
 from sweeps.study import open_storage
@@ -65,9 +65,6 @@ def run_pair(
     directory: Path, data: Path, *, seed: int, trials: int, startup: int
 ) -> dict[str, dict[str, float]]:
     """Run the study with and without the constraint; count the collapsed trials of each."""
-    tracking = directory / "mlflow.yaml"
-    tracking.write_text("tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n")
-    storage = directory / "journal.log"
     results = {}
     for constrained in (True, False):
         name = f"constraint-{'on' if constrained else 'off'}-seed{seed}"
@@ -79,27 +76,11 @@ def run_pair(
             "sampler": {"name": "tpe", "startup_trials": startup},
             "collapse": {**SPEC["collapse"], "constrain_search": constrained},
         }
-        spec_path = directory / f"{name}.yaml"
-        spec_path.write_text(yaml.safe_dump(spec))
         started = time.perf_counter()
-        code = sweep(
-            [
-                "run",
-                "--spec",
-                str(spec_path),
-                "--data",
-                str(data),
-                "--storage",
-                str(storage),
-                "--tracking-config",
-                str(tracking),
-                "--study",
-                name,
-            ]
-        )
+        code = sweep(run_arguments(directory, spec, data))
         if code != 0:
             raise RuntimeError(f"study {name} exited with {code}; see the log above")
-        study = optuna.load_study(study_name=name, storage=open_storage(str(storage)))
+        study = optuna.load_study(study_name=name, storage=open_storage(str(directory / JOURNAL)))
         counted = study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
         learnt = [trial for trial in counted if trial.number >= startup]
         collapsed = [trial for trial in learnt if trial.user_attrs.get("collapsed_folds", 0)]

@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
-import yaml
 from optuna.trial import TrialState
 
+from bench import JOURNAL, run_arguments
 from data.demo import write_demo
 from sweeps.study import open_storage
 
@@ -57,28 +57,12 @@ SPEC = {
 def trials_per_hour(directory: Path, data: Path, *, workers: int, trials: int) -> dict:
     """Run the study with ``workers`` worker processes and measure its trial rate."""
     name = f"throughput-{workers}"
-    spec_path = directory / f"{name}.yaml"
-    spec_path.write_text(yaml.safe_dump({**SPEC, "name": name, "budget": {"trials": trials}}))
-    tracking = directory / "mlflow.yaml"
-    tracking.write_text("tracking_uri: sqlite:///mlflow.db\nartifact_location: mlartifacts\n")
-    storage = directory / f"{name}.log"
+    spec = {**SPEC, "name": name, "budget": {"trials": trials}}
     command = [
         sys.executable,
         "-m",
         "sweeps",
-        "run",
-        "--spec",
-        str(spec_path),
-        "--data",
-        str(data),
-        "--storage",
-        str(storage),
-        "--tracking-config",
-        str(tracking),
-        "--study",
-        name,
-        "--workers",
-        str(workers),
+        *run_arguments(directory, spec, data, "--workers", str(workers)),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
     logger.info("running %d trials with %d worker(s)", trials, workers)
@@ -86,7 +70,7 @@ def trials_per_hour(directory: Path, data: Path, *, workers: int, trials: int) -
     if completed.returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` exited with {completed.returncode}")
 
-    study = optuna.load_study(study_name=name, storage=open_storage(str(storage)))
+    study = optuna.load_study(study_name=name, storage=open_storage(str(directory / JOURNAL)))
     done = study.get_trials(states=(TrialState.COMPLETE,))
     first = min(trial.datetime_start for trial in done)
     last = max(trial.datetime_complete for trial in done)
