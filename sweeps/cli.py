@@ -377,7 +377,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
 
     spec_yaml = yaml.safe_dump(spec.resolved(), sort_keys=False)
-    # One folds split for the baselines and every trial, so their scores compare.
+    # One set of folds for the baselines and every trial, so their scores compare.
     folds = stratified_folds(dataset.labels, spec.cv.folds, spec.seed)
     # Under the study's lock, so that two launchers started at once check the data against
     # the same record and share one MLflow parent run instead of creating one each.
