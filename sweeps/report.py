@@ -12,6 +12,8 @@ import collections
 import dataclasses
 import logging
 import math
+import re
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import mlflow
 import numpy as np
 import optuna
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.exceptions import ExperimentalWarning
@@ -41,6 +44,10 @@ KEY_PARAMETERS = ("embedding", "scaling", "pooling", "learning_rate", "depth", "
 COMPARED_METRICS = ("balanced_accuracy", "accuracy", "roc_auc", "mcc", "majority_share")
 BASELINE_LABELS = {"logistic": "logistic regression", "majority": "majority class"}
 REPORT_ARTIFACT = "report.md"
+RATE_METRIC_PREFIX = "collapse_rate"
+# MLflow metric names take letters, digits and _ - . / : and spaces; anything else in a
+# parameter's value is replaced.
+_METRIC_UNSAFE = re.compile(r"[^\w.\- :/]")
 # A numeric parameter with more distinct values than this is binned into quantile ranges.
 _MAX_DISTINCT_UNBINNED = 4
 _NUM_BINS = 3
@@ -143,12 +150,14 @@ class StudyReport:
         summary: One line on the study: its trials, metric, spec and data.
         sections: The report's parts, in order.
         verdict: One line naming the parameter value that collapses most, with its figures.
+        collapse_rates: The collapse rate of each value of each searched parameter.
     """
 
     study_name: str
     summary: str
     sections: list[Section]
     verdict: str
+    collapse_rates: list[CollapseRate] = dataclasses.field(default_factory=list)
 
     def text(self) -> str:
         """The report as plain text, for a terminal."""
@@ -346,6 +355,7 @@ def build_report(
         summary=_summary(study, metric, spec),
         sections=sections,
         verdict=_verdict(rates, study),
+        collapse_rates=rates,
     )
 
 
@@ -379,6 +389,10 @@ def publish_report(
 ) -> Path:
     """Write the Markdown report, log it to the parent run and save it as the study's note.
 
+    On the parent run the report is an artifact, and the collapse rate of every value of a
+    searched choice is a metric, ``collapse_rate/embedding/token``, so that MLflow's run page
+    and its charts compare them without opening the report.
+
     Args:
         study: The study the report describes.
         report: The report.
@@ -399,6 +413,7 @@ def publish_report(
         try:
             client = mlflow.MlflowClient(tracking_uri=tracking.tracking_uri)
             client.log_text(parent_run_id, markdown, REPORT_ARTIFACT)
+            client.log_batch(parent_run_id, metrics=_rate_metrics(report.collapse_rates))
             logger.info("report logged to MLflow parent run %s", parent_run_id)
         except MlflowException as error:
             logger.warning(
@@ -417,6 +432,24 @@ def publish_report(
     save_note(study, markdown)
     logger.info("report saved as the study's note in optuna-dashboard")
     return out
+
+
+def _rate_metrics(rates: Sequence[CollapseRate]) -> list[Metric]:
+    """The collapse rates of unbinned values as MLflow metrics, named parameter and value.
+
+    A binned range (``[0.001, 0.003)``) has no name MLflow accepts; the report shows it.
+    """
+    timestamp = int(time.time() * 1000)
+    return [
+        Metric(
+            f"{RATE_METRIC_PREFIX}/{rate.parameter}/{_METRIC_UNSAFE.sub('_', rate.value)}",
+            rate.rate,
+            timestamp,
+            0,
+        )
+        for rate in rates
+        if not rate.binned
+    ]
 
 
 def _searched_parameters(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]:

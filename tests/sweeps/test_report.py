@@ -174,6 +174,11 @@ def test_main_report_prints_writes_and_logs_the_report(
     assert REPORT_ARTIFACT in [artifact.path for artifact in client.list_artifacts(parent)]
     logged = client.download_artifacts(parent, REPORT_ARTIFACT, str(tmp_path))
     assert Path(logged).read_text(encoding="utf-8") == markdown
+    rates = client.get_run(parent).data.metrics
+    assert rates["collapse_rate/embedding/token"] == 1.0
+    assert rates["collapse_rate/embedding/patch"] == 0.0
+    assert rates["collapse_rate/scaling/none"] == pytest.approx(2 / 5)
+    assert not [name for name in rates if name.startswith("collapse_rate/learning_rate")]
 
     reloaded = optuna.load_study(
         study_name="rep-small", storage=open_storage(str(stores["storage"]))
