@@ -121,14 +121,17 @@ def make_sampler(spec: Spec, *, worker: int = 0) -> optuna.samplers.BaseSampler:
     Args:
         spec: The sweep spec.
         worker: The worker's index; workers sharing a study get different seeds, or they
-            would all propose the same first trials.
+            would all propose the same first trials (except on a grid, which they share).
 
     Returns:
         The sampler.
     """
-    seed = spec.seed + worker
     if spec.sampler.name == "grid":
-        return optuna.samplers.GridSampler(dict(spec.search), seed=seed)
+        # The grid sampler shuffles the grid with its seed and hands trial k grid point k:
+        # workers must share one seed, or the same point number names different parameters
+        # in different workers, and some combinations run twice while others never run.
+        return optuna.samplers.GridSampler(dict(spec.search), seed=spec.seed)
+    seed = spec.seed + worker
     if spec.sampler.name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     # TPE's constant liar (on by default) treats other workers' running trials as poor

@@ -69,6 +69,30 @@ def test_run_until_budget_spends_a_whole_grid(tmp_path):
     assert {trial.params["embedding"] for trial in study.trials} == {"token", "patch"}
 
 
+def test_run_until_budget_workers_share_a_grid_without_repeating_a_point(tmp_path):
+    spec = parse_spec(
+        {
+            "name": "g",
+            "sampler": {"name": "grid"},
+            "search": {"embedding": ["token", "patch", "conv"], "pooling": ["avg", "cls"]},
+        }
+    )
+    url = str(tmp_path / "j.log")
+    workers = [load_or_create_study(open_storage(url), "g", spec, worker=w) for w in (0, 1)]
+
+    def objective(trial):
+        trial.suggest_categorical("embedding", ["token", "patch", "conv"])
+        trial.suggest_categorical("pooling", ["avg", "cls"])
+        return 0.5
+
+    # The two workers take turns, each asking the shared study for its next trial.
+    for turn in range(6):
+        run_until_budget(workers[turn % 2], objective, turn + 1, metric="balanced_accuracy")
+    points = [tuple(trial.params.values()) for trial in workers[0].trials]
+    assert len(points) == 6
+    assert len(set(points)) == 6, points
+
+
 def test_run_until_budget_failed_trials_are_retried(tmp_path):
     study = load_or_create_study(open_storage(str(tmp_path / "j.log")), "s", SPEC)
     calls = []
