@@ -63,7 +63,7 @@ report: $(INSTALLED) ## Print the study's report and save it to reports/ (SPEC=,
 test: $(INSTALLED) ## Run the test suite (PYTEST_ARGS= passes options to pytest)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(INSTALLED) ## Run the benchmarks (about 20 minutes; results in bench-output/)
+bench: $(INSTALLED) ## Run the benchmarks (about 45 minutes on 2 cores; results in bench-output/)
 	$(BIN)/python -m bench.workers
 	$(BIN)/python -m bench.constraint
 

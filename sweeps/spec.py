@@ -147,8 +147,8 @@ class CollapseSection(_Section):
     warmup_epochs: int = Field(5, ge=0)
     # Each trial's share of collapsed folds goes to the sampler as a constraint, so that a
     # collapsed trial is never called the best and TPE ranks it below every trial that did
-    # not collapse. Whether that steers the search away from collapse is measured by
-    # bench/constraint.py; on the demo data it has not (see the README's Benchmarks).
+    # not collapse. How far that steers the search away from collapse is measured by
+    # bench/constraint.py (a small gain on the demo data; see the README's Benchmarks).
     constrain_search: bool = True
 
 
